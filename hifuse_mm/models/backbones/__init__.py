@@ -1,0 +1,3 @@
+from .hifuse import HiFuse
+
+__all__ = ['HiFuse']

@@ -1,0 +1,3 @@
+from .hff_neck import HFFNeck
+
+__all__ = ['HFFNeck']
