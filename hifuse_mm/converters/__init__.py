@@ -3,7 +3,7 @@ from .official import (ConversionError, convert_official, detect_family,
                        extract_state_dict, register_family)
 
 # Importing a family module registers it.
-from . import hifuse  # noqa: E402,F401,I001
+from . import hemf, hifuse  # noqa: E402,F401,I001
 
 __all__ = [
     'ConversionError', 'convert_official', 'detect_family',

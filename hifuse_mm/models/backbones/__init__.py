@@ -1,3 +1,4 @@
+from .hemf import HEMF
 from .hifuse import HiFuse
 
-__all__ = ['HiFuse']
+__all__ = ['HiFuse', 'HEMF']

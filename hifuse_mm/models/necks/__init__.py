@@ -1,3 +1,4 @@
+from .hef_neck import HEFNeck
 from .hff_neck import HFFNeck
 
-__all__ = ['HFFNeck']
+__all__ = ['HFFNeck', 'HEFNeck']

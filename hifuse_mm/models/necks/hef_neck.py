@@ -1,0 +1,101 @@
+"""HEF neck: HEMF's fusion path and classifier pooling."""
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+from mmpretrain.registry import MODELS
+
+from ..layers import HEFBlock, run_block
+
+
+@MODELS.register_module()
+class HEFNeck(BaseModule):
+    """One :class:`HEFBlock` per stage, then GAP + LayerNorm.
+
+    Consumes the ``(local, global)`` stage maps of :class:`HEMF` and returns
+    ``(features,)`` of shape ``[B, C_last]`` for mmpretrain's
+    ``LinearClsHead`` (the released head is GAP -> LN(eps 1e-6) -> Linear,
+    HEMF paper, "Overview"). The stage-4 fused map, the paper's Grad-CAM++
+    target ("the output of the final layer excluding the linear layer"), is
+    the output of ``blocks[-1]``.
+
+    Default = the released code, which produced the paper's numbers; the
+    fusion blocks keep PyTorch's default init except the MHEA memories
+    (N(0, 0.001^2)), as released.
+
+    Args:
+        in_channels: Channels of each stage.
+        sirmlp_depthwise: Depthwise SIRMLP 3x3 (the paper's text and HEF
+            figure: 61.23 M parameters, 8.97 GMACs) or dense (released code
+            and the paper's Table 3 / Table 6 numbers). Defaults to False.
+        mhea_heads: MHEA heads (8).
+        memory_size: MHEA memory slots ``S`` (64).
+        reduction: Channel-attention reduction (16).
+        drop_path_rate: Stochastic depth in every HEF block (released
+            ``HEF_drop_rate``, constant over blocks, 0).
+        with_fusion: False skips the HEF path and pools the backbone's last
+            map of its only branch (the "ELF only" / "EGF only" rows of the
+            paper's Table 10).
+        with_mhea: MHEA in the Mixed Attention (Table 10).
+        with_spatial_channel: SA and CA in the Mixed Attention (Table 10).
+        with_sirmlp: SIRMLP (Table 10); otherwise a 1x1 conv + BN.
+        with_cp: Gradient checkpointing of every block.
+        norm_eps: Epsilon of the final LayerNorm (1e-6 as released).
+    """
+
+    def __init__(self,
+                 in_channels: Sequence[int] = (96, 192, 384, 768),
+                 sirmlp_depthwise: bool = False,
+                 mhea_heads: int = 8,
+                 memory_size: int = 64,
+                 reduction: int = 16,
+                 drop_path_rate: float = 0.,
+                 with_fusion: bool = True,
+                 with_mhea: bool = True,
+                 with_spatial_channel: bool = True,
+                 with_sirmlp: bool = True,
+                 with_cp: bool = False,
+                 norm_eps: float = 1e-6,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.in_channels = tuple(in_channels)
+        self.with_fusion = with_fusion
+        self.with_cp = with_cp
+        if with_fusion:
+            self.blocks = nn.ModuleList([
+                HEFBlock(
+                    c,
+                    with_previous=i > 0,
+                    sirmlp_depthwise=sirmlp_depthwise,
+                    mhea_heads=mhea_heads,
+                    memory_size=memory_size,
+                    reduction=reduction,
+                    drop_path_rate=drop_path_rate,
+                    with_mhea=with_mhea,
+                    with_spatial_channel=with_spatial_channel,
+                    with_sirmlp=with_sirmlp)
+                for i, c in enumerate(self.in_channels)
+            ])
+        self.norm = nn.LayerNorm(self.in_channels[-1], eps=norm_eps)
+
+    def fuse(self, inputs: Sequence[Tuple[torch.Tensor, ...]]) -> torch.Tensor:
+        """Return the last stage's fused map ``[B, C, H, W]``."""
+        if len(inputs) != len(self.in_channels):
+            raise ValueError(f'HEFNeck expects {len(self.in_channels)} '
+                             f'stages of (local, global) maps, got '
+                             f'{len(inputs)}; keep the backbone\'s '
+                             'out_indices=(0, 1, 2, 3)')
+        if not self.with_fusion:
+            return inputs[-1][0]
+        fused = None
+        for block, maps in zip(self.blocks, inputs):
+            if len(maps) != 2:
+                raise ValueError('HEFNeck needs both branch maps; build the '
+                                 'backbone with both branches')
+            args = (maps[0], maps[1]) + (() if fused is None else (fused, ))
+            fused = run_block(block, *args, with_cp=self.with_cp)
+        return fused
+
+    def forward(self, inputs: Sequence[Tuple[torch.Tensor, ...]]) -> tuple:
+        return (self.norm(self.fuse(inputs).mean(dim=(2, 3))), )
