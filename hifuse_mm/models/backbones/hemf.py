@@ -14,7 +14,7 @@ from mmpretrain.registry import MODELS
 
 from ..layers import (EGFStage, ELFBlock, conv_stem, downsample_layer,
                       run_block)
-from .hifuse import RELEASED_INIT, HiFuse, _linear_rates
+from .common import RELEASED_INIT, linear_drop_path_rates, parse_out_indices
 
 Scalar = Union[float, bool]
 
@@ -93,7 +93,7 @@ class HEMF(BaseBackbone):
         out_indices: Stages whose maps are returned.
         frozen_stages: Stages (from the stems) whose parameters are frozen.
         init_cfg: Defaults to the released init
-            (:data:`~hifuse_mm.models.backbones.hifuse.RELEASED_INIT`):
+            (:data:`~hifuse_mm.models.backbones.common.RELEASED_INIT`):
             trunc-normal 0.02 on linears (so the MaSA projections lose RMT's
             Xavier init), trunc-normal 0.2 on every conv (stems, ELF convs,
             LePE), LayerNorms 1 / 0.
@@ -153,7 +153,7 @@ class HEMF(BaseBackbone):
                                   'masa_heads_range')
         self.channels = tuple(self.embed_dims * 2**i
                               for i in range(num_stages))
-        self.out_indices = HiFuse._parse_out_indices(out_indices, num_stages)
+        self.out_indices = parse_out_indices(out_indices, num_stages)
         self.with_local_branch = with_local_branch
         self.with_global_branch = with_global_branch
         self.shared_stem = shared_stem
@@ -162,7 +162,7 @@ class HEMF(BaseBackbone):
 
         if with_local_branch:
             self.local_downsamples = self._downsamples(in_channels)
-            rates = _linear_rates(local_drop_path_rate, self.local_depths)
+            rates = linear_drop_path_rates(local_drop_path_rate, self.local_depths)
             self.local_stages = nn.ModuleList([
                 nn.Sequential(*[
                     ELFBlock(self.channels[i], rates[i][j])
@@ -173,7 +173,7 @@ class HEMF(BaseBackbone):
             self.global_downsamples = self._downsamples(in_channels)
             if shared_stem:
                 self.global_downsamples[0] = nn.Identity()
-            rates = _linear_rates(global_drop_path_rate, self.global_depths)
+            rates = linear_drop_path_rates(global_drop_path_rate, self.global_depths)
             self.global_stages = nn.ModuleList([
                 EGFStage(
                     self.channels[i],

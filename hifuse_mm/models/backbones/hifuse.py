@@ -4,7 +4,7 @@ Huo et al., "HiFuse: Hierarchical multi-scale feature fusion network for
 medical image classification", BSPC 2024 (arXiv:2209.10218). The HFF fusion
 blocks and the classifier's pooling live in :class:`~hifuse_mm.models.HFFNeck`.
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -14,27 +14,7 @@ from mmpretrain.registry import MODELS
 
 from ..layers import (GlobalStage, LocalBlock, conv_stem, downsample_layer,
                       run_block)
-
-#: The released code's init, applied before the fusion blocks exist, so it
-#: reaches the two branches only: trunc-normal 0.02 on linears, trunc-normal
-#: **0.2** on convs (ten times ConvNeXt's), LayerNorms 1 / 0. Relative
-#: position tables get trunc-normal 0.02 from mmpretrain's ``WindowMSA``.
-RELEASED_INIT = [
-    dict(type='TruncNormal', layer='Linear', std=0.02, bias=0.),
-    dict(type='TruncNormal', layer='Conv2d', std=0.2, bias=0.),
-    dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
-]
-
-
-def _linear_rates(rate: float, depths: Sequence[int]) -> List[List[float]]:
-    """Stochastic-depth rates growing linearly over all blocks of a branch."""
-    flat = torch.linspace(0, rate, sum(depths)).tolist()
-    out, start = [], 0
-    for d in depths:
-        out.append(flat[start:start + d])
-        start += d
-    return out
-
+from .common import RELEASED_INIT, linear_drop_path_rates, parse_out_indices
 
 @MODELS.register_module()
 class HiFuse(BaseBackbone):
@@ -136,7 +116,7 @@ class HiFuse(BaseBackbone):
                              'have one entry per stage')
         self.channels = tuple(self.embed_dims * 2**i
                               for i in range(num_stages))
-        self.out_indices = self._parse_out_indices(out_indices, num_stages)
+        self.out_indices = parse_out_indices(out_indices, num_stages)
         self.with_global_branch = with_global_branch
         self.with_cp = with_cp
         self.frozen_stages = frozen_stages
@@ -148,7 +128,7 @@ class HiFuse(BaseBackbone):
             downsample_layer(self.channels[i - 1], self.channels[i])
             for i in range(1, num_stages)
         ])
-        local_rates = _linear_rates(local_drop_path_rate, self.local_depths)
+        local_rates = linear_drop_path_rates(local_drop_path_rate, self.local_depths)
         self.local_stages = nn.ModuleList([
             nn.Sequential(*[
                 LocalBlock(self.channels[i], local_rates[i][j])
@@ -164,7 +144,7 @@ class HiFuse(BaseBackbone):
                 kernel_size=4,
                 stride=4,
                 norm_cfg=dict(type='LN'))  # eps 1e-5, as released
-            global_rates = _linear_rates(global_drop_path_rate, self.depths)
+            global_rates = linear_drop_path_rates(global_drop_path_rate, self.depths)
             self.global_stages = nn.ModuleList([
                 GlobalStage(
                     self.channels[i],
@@ -193,20 +173,6 @@ class HiFuse(BaseBackbone):
         if missing:
             raise KeyError(f'HiFuse arch dict lacks {sorted(missing)}')
         return dict(arch)
-
-    @staticmethod
-    def _parse_out_indices(out_indices: Sequence[int],
-                           num_stages: int) -> Tuple[int, ...]:
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        out = []
-        for i in out_indices:
-            j = i % num_stages if i < 0 else i
-            if not 0 <= j < num_stages:
-                raise ValueError(f'out_indices {i} out of range for '
-                                 f'{num_stages} stages')
-            out.append(j)
-        return tuple(out)
 
     def _freeze_stages(self) -> None:
         for i in range(self.frozen_stages + 1):

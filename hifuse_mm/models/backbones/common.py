@@ -1,0 +1,39 @@
+"""Pieces shared by the HiFuse and HEMF backbones."""
+from typing import List, Sequence, Tuple, Union
+
+import torch
+
+#: The released code's init, applied before the fusion blocks exist, so it
+#: reaches the two branches only: trunc-normal 0.02 on linears, trunc-normal
+#: **0.2** on convs (ten times ConvNeXt's), LayerNorms 1 / 0. Relative
+#: position tables get trunc-normal 0.02 from mmpretrain's ``WindowMSA``.
+RELEASED_INIT = [
+    dict(type='TruncNormal', layer='Linear', std=0.02, bias=0.),
+    dict(type='TruncNormal', layer='Conv2d', std=0.2, bias=0.),
+    dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
+]
+
+
+def linear_drop_path_rates(rate: float, depths: Sequence[int]) -> List[List[float]]:
+    """Stochastic-depth rates growing linearly over all blocks of a branch."""
+    flat = torch.linspace(0, rate, sum(depths)).tolist()
+    out, start = [], 0
+    for d in depths:
+        out.append(flat[start:start + d])
+        start += d
+    return out
+
+
+def parse_out_indices(out_indices: Union[int, Sequence[int]],
+                      num_stages: int) -> Tuple[int, ...]:
+    """Normalise ``out_indices`` (negative indices allowed) and check them."""
+    if isinstance(out_indices, int):
+        out_indices = [out_indices]
+    out = []
+    for i in out_indices:
+        j = i % num_stages if i < 0 else i
+        if not 0 <= j < num_stages:
+            raise ValueError(f'out_indices {i} out of range for '
+                             f'{num_stages} stages')
+        out.append(j)
+    return tuple(out)
