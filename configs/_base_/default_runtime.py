@@ -1,0 +1,36 @@
+# Runtime shared by every hifuse-mm config (MMPretrain old-style config).
+default_scope = 'mmpretrain'
+
+# Registers HiFuse/HEMF modules and applies hifuse_mm.utils.compat; makes MMPretrain's own tools
+# (confusion_matrix.py, get_flops.py, test.py, ...) work with these configs.
+custom_imports = dict(imports=['hifuse_mm'], allow_failed_imports=False)
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    # The best checkpoint is chosen on the VALIDATION split (test is only used by tools/test.py).
+    checkpoint=dict(
+        type='CheckpointHook',
+        interval=1,
+        max_keep_ckpts=3,
+        save_best='accuracy/top1',
+        rule='greater'),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='VisualizationHook', enable=False),
+)
+
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    # On CPU-only hosts tools/train.py and tools/test.py switch this to gloo (hifuse_mm compat).
+    dist_cfg=dict(backend='nccl'),
+)
+
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
+
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = dict(seed=0, deterministic=False)
