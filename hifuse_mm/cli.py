@@ -1,0 +1,230 @@
+"""Command-line front ends behind ``tools/train.py`` and ``tools/test.py``.
+
+They keep MMPretrain 1.2's CLI (same arguments, same meaning) and add what this stack needs:
+``import hifuse_mm`` (module registration and :mod:`hifuse_mm.utils.compat`), the config-side
+compat fixes (``persistent_workers`` only with workers; gloo and CPU DDP for ``--launcher`` on
+CPU-only hosts) and a CPU-capable ``--amp``. ``tools/demo.py`` reuses the same functions.
+
+Python use::
+
+    cfg = train_config(train_parser().parse_args(['configs/x.py', '--amp']))
+    runner = run_train(cfg)
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import mmengine
+import torch
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.dist import get_rank
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from .utils import compat
+
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+
+
+def _add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--work-dir', help='directory for logs and checkpoints '
+                        '(default: ./work_dirs/<config name>)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, e.g. train_cfg.max_epochs=5 '
+                        '(applied last)')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision (bf16 autocast on CPU-only hosts)')
+    parser.add_argument('--no-pin-memory', action='store_true',
+                        help='do not pin dataloader memory')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    # torch.distributed.launch passes --local-rank (older versions --local_rank).
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """Arguments of ``tools/train.py`` (MMPretrain's train.py CLI)."""
+    parser = argparse.ArgumentParser(description='Train a classifier')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from CKPT, or without a value from the latest '
+                        'checkpoint in the work dir')
+    parser.add_argument('--no-validate', action='store_true',
+                        help='skip validation during training')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale lr by total batch size / auto_scale_lr.base_batch_size')
+    parser.add_argument('--no-persistent-workers', action='store_true',
+                        help='do not keep dataloader workers alive between epochs')
+    _add_common_args(parser)
+    return parser
+
+
+def test_parser() -> argparse.ArgumentParser:
+    """Arguments of ``tools/test.py`` (MMPretrain's test.py CLI)."""
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a classifier')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out', help='write predictions (.pkl) or metrics '
+                        '(.json/.yaml/.pkl) to this file; it must not exist yet')
+    parser.add_argument('--out-item', choices=['metrics', 'pred'],
+                        help="what --out holds (default 'pred')")
+    parser.add_argument('--show-dir', help='save visualized predictions here '
+                        '(relative to the run\'s log dir)')
+    parser.add_argument('--show', action='store_true', help='show predictions in a window')
+    parser.add_argument('--interval', type=int, default=1,
+                        help='visualize every N-th sample')
+    parser.add_argument('--wait-time', type=float, default=2,
+                        help='seconds each shown image stays up')
+    parser.add_argument('--tta', action='store_true', help='test-time augmentation')
+    _add_common_args(parser)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = str(Path('work_dirs') / Path(args.config).stem)
+    if args.launcher != 'none':
+        os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return cfg
+
+
+def _set_dataloader_defaults(cfg: Config, pin_memory: bool,
+                             persistent_workers: Optional[bool]) -> None:
+    """Fill MMPretrain tools' dataloader defaults; the config's own values win, flags override.
+
+    ``persistent_workers=None`` leaves that key alone (test tool).
+    """
+    defaults = dict(pin_memory=not compat.on_cpu_only_host(),
+                    collate_fn=dict(type='default_collate'))
+    if persistent_workers is not None:
+        defaults['persistent_workers'] = True
+    for key in compat.DATALOADER_KEYS:
+        loader = cfg.get(key)
+        if loader is None:
+            continue
+        cfg[key] = ConfigDict({**defaults, **loader})
+        if not pin_memory:
+            cfg[key].pin_memory = False
+        if persistent_workers is False:
+            cfg[key].persistent_workers = False
+
+
+def _finish(cfg: Config, args: argparse.Namespace) -> Config:
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    compat.configure(cfg, args.launcher)
+    return cfg
+
+
+def train_config(args: argparse.Namespace) -> Config:
+    """Build the training config from parsed :func:`train_parser` arguments."""
+    cfg = _load(args)
+    if args.amp:
+        compat.amp_optim_wrapper_cfg(cfg.optim_wrapper)
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    if args.no_validate:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' not in cfg:
+            raise SystemExit('--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=N)` '
+                             'in the config')
+        cfg.auto_scale_lr.enable = True
+    _set_dataloader_defaults(cfg, pin_memory=not args.no_pin_memory,
+                             persistent_workers=not args.no_persistent_workers)
+    return _finish(cfg, args)
+
+
+def _add_flip_tta(cfg: Config) -> None:
+    """Wrap the model for test-time augmentation (horizontal flip unless the config has TTA)."""
+    cfg.setdefault('tta_model', dict(type='AverageClsScoreTTA'))
+    if 'tta_pipeline' not in cfg:
+        pipeline = list(cfg.test_dataloader.dataset.pipeline)
+        flips = [dict(type='RandomFlip', prob=1.0), dict(type='RandomFlip', prob=0.0)]
+        cfg.tta_pipeline = pipeline[:-1] + [
+            dict(type='TestTimeAug', transforms=[flips, [pipeline[-1]]])]
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+
+def test_config(args: argparse.Namespace) -> Config:
+    """Build the test config from parsed :func:`test_parser` arguments."""
+    cfg = _load(args)
+    cfg.load_from = args.checkpoint
+    if args.amp:
+        cfg.merge_from_dict({'test_cfg.fp16': True})
+    if args.show or args.show_dir is not None:
+        if 'visualization' not in cfg.get('default_hooks', {}):
+            raise SystemExit('--show/--show-dir need a `visualization` entry in '
+                             'default_hooks (see configs/_base_/default_runtime.py)')
+        cfg.default_hooks.visualization.update(
+            enable=True, show=args.show, wait_time=args.wait_time,
+            out_dir=args.show_dir, interval=args.interval)
+    if args.tta:
+        _add_flip_tta(cfg)
+    if args.out is not None:
+        if Path(args.out).exists():
+            raise SystemExit(f'--out {args.out} exists; remove it or pick another file')
+        if args.out_item in (None, 'pred'):
+            evaluators = cfg.test_evaluator
+            evaluators = list(evaluators) if isinstance(evaluators, (list, tuple)) \
+                else [evaluators]
+            cfg.test_evaluator = evaluators + [dict(type='DumpResults', out_file_path=args.out)]
+    _set_dataloader_defaults(cfg, pin_memory=not args.no_pin_memory, persistent_workers=None)
+    return _finish(cfg, args)
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Build the runner the way MMPretrain's tools do (``runner_type`` honoured)."""
+    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+
+
+def run_train(cfg: Config) -> Runner:
+    """Train with ``cfg``; returns the runner (``runner.message_hub`` has ``best_ckpt``)."""
+    runner = build_runner(cfg)
+    runner.train()
+    return runner
+
+
+def run_test(cfg: Config, out: Optional[str] = None, out_item: Optional[str] = None) -> dict:
+    """Test with ``cfg`` (from :func:`test_config`); dump metrics to ``out`` if asked."""
+    metrics = build_runner(cfg).test()
+    if out is not None and out_item == 'metrics' and get_rank() == 0:
+        mmengine.dump(metrics, out)
+    return metrics
+
+
+def _close_process_group() -> None:
+    """Tear down torch.distributed after a successful run.
+
+    A gloo process group still alive at interpreter exit (directly, or held by the DDP wrapper of a
+    runner waiting for garbage collection) can abort the process: "terminate called without an
+    active exception", SIGABRT (https://github.com/pytorch/pytorch/issues/190489). So free the
+    finished runner's objects first, then destroy the group explicitly.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        gc.collect()
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+def train_main(argv: Optional[Sequence[str]] = None) -> None:
+    """Entry point of ``tools/train.py``."""
+    run_train(train_config(train_parser().parse_args(argv)))
+    _close_process_group()
+
+
+def test_main(argv: Optional[Sequence[str]] = None) -> None:
+    """Entry point of ``tools/test.py``."""
+    args = test_parser().parse_args(argv)
+    run_test(test_config(args), out=args.out, out_item=args.out_item)
+    _close_process_group()

@@ -1,0 +1,138 @@
+"""End to end through the real tools (subprocesses), on a tiny synthetic dataset.
+
+The model is HiFuse with narrow stages (16-128 channels, one block per stage) on 32px images so
+the whole file runs in a few minutes on 2 CPU cores; everything else is the demo config.
+"""
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hifuse_mm.datasets import make_demo_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+TOOLS = REPO / 'tools'
+TIMEOUT = 300
+
+TINY_CONFIG = """\
+_base_ = [{base!r}]
+
+data_root = {data_root!r}
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='HiFuse',
+        arch=dict(embed_dims=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 4))),
+    neck=dict(in_channels=(16, 32, 64, 128)),
+    head=dict(in_channels=128))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.6, 1.0)),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+train_dataloader = dict(
+    batch_size=4, dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(batch_size=4, dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+train_cfg = dict(max_epochs=2)
+default_hooks = dict(logger=dict(interval=1))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def run_tool(cwd: Path, *argv: str, env: dict = None) -> str:
+    """Run a tool like a user would (cwd = a scratch folder); return stdout+stderr."""
+    full_env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get('PYTHONPATH')])),
+        **(env or {}))
+    command = list(argv) if argv[0] == 'bash' else [sys.executable, *argv]
+    proc = subprocess.run(command, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, f'{argv} failed:\n{proc.stdout[-6000:]}'
+    return proc.stdout
+
+
+@pytest.fixture(scope='module')
+def workspace(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp('e2e')
+    data = make_demo_dataset(root / 'data', num_per_class=(4, 2, 2), image_size=32, seed=0)
+    base = str(REPO / 'configs' / 'hifuse' / 'hifuse-tiny_demo.py')
+    (root / 'tiny.py').write_text(TINY_CONFIG.format(base=base, data_root=str(data)))
+    return root
+
+
+@pytest.fixture(scope='module')
+def trained(workspace) -> Path:
+    """2 epochs with tools/train.py; returns the work dir."""
+    out = run_tool(workspace, str(TOOLS / 'train.py'), 'tiny.py', '--work-dir', 'run')
+    assert 'Epoch(val) [2]' in out
+    return workspace / 'run'
+
+
+def _epoch(checkpoint: Path) -> int:
+    return torch.load(checkpoint, map_location='cpu', weights_only=False)['meta']['epoch']
+
+
+def test_train_writes_checkpoints(trained):
+    assert _epoch(trained / 'epoch_2.pth') == 2
+    assert len(list(trained.glob('best_accuracy_top1_epoch_*.pth'))) == 1
+    assert (trained / 'last_checkpoint').read_text().strip().endswith('epoch_2.pth')
+
+
+def test_resume_continues_to_epoch_3(workspace, trained):
+    out = run_tool(workspace, str(TOOLS / 'train.py'), 'tiny.py', '--work-dir', 'run',
+                   '--resume', '--cfg-options', 'train_cfg.max_epochs=3')
+    assert re.search(r'resumed epoch: 2, iter: \d+', out)
+    assert 'Epoch(train) [3]' in out and 'Epoch(train) [1]' not in out
+    assert _epoch(trained / 'epoch_3.pth') == 3
+
+
+def test_test_tool_on_best_checkpoint(workspace, trained):
+    best = next(trained.glob('best_accuracy_top1_epoch_*.pth'))
+    metrics = workspace / 'metrics.json'
+    out = run_tool(workspace, str(TOOLS / 'test.py'), 'tiny.py', str(best), '--work-dir',
+                   'test', '--out', str(metrics), '--out-item', 'metrics', '--amp')
+    assert 'Epoch(test)' in out and 'accuracy/top1' in out
+    values = json.loads(metrics.read_text())
+    assert 0 <= values['accuracy/top1'] <= 100
+    assert 'single-label/f1-score' in values
+
+
+def test_train_amp_on_cpu(workspace):
+    out = run_tool(workspace, str(TOOLS / 'train.py'), 'tiny.py', '--work-dir', 'amp', '--amp',
+                   '--no-validate')
+    assert 'CPUAwareAmpOptimWrapper' in out
+    assert 'Epoch(train) [2]' in out
+    state = torch.load(workspace / 'amp' / 'epoch_2.pth', map_location='cpu',
+                       weights_only=False)
+    assert 'loss_scaler' not in state['optimizer']
+
+
+def test_dist_train_and_test_two_processes(workspace):
+    env = dict(PYTHON=sys.executable, PORT=str(_free_port()))
+    out = run_tool(workspace, 'bash', str(TOOLS / 'dist_train.sh'), 'tiny.py', '2',
+                   '--work-dir', 'dist', env=env)
+    # 16 training images, batch 4 per process: 2 iterations per epoch with 2 ranks.
+    assert re.search(r'GPU number: 2\b', out)
+    assert 'Epoch(train) [2][2/2]' in out
+    assert _epoch(workspace / 'dist' / 'epoch_2.pth') == 2
+
+    metrics = workspace / 'dist_metrics.json'
+    env['PORT'] = str(_free_port())
+    out = run_tool(workspace, 'bash', str(TOOLS / 'dist_test.sh'), 'tiny.py',
+                   'dist/epoch_2.pth', '2', '--work-dir', 'dist_test', '--out', str(metrics),
+                   '--out-item', 'metrics', env=env)
+    assert 'accuracy/top1' in json.loads(metrics.read_text())

@@ -1,0 +1,10 @@
+#!/usr/bin/env python
+"""Train a hifuse-mm (MMPretrain) model: ``python tools/train.py CONFIG [options]``.
+
+Same CLI as MMPretrain's tools/train.py; see ``python tools/train.py -h`` and hifuse_mm/cli.py.
+"""
+import hifuse_mm  # noqa: F401  (registers modules, applies hifuse_mm.utils.compat)
+from hifuse_mm.cli import train_main
+
+if __name__ == '__main__':
+    train_main()
