@@ -3,20 +3,20 @@
 #                                  requirements/constraints.txt change)
 #   make demo [DATA=dir]           train + test HiFuse-Tiny on a synthetic dataset (or on DATA)
 #   make test                      run the test suite
-# The venv gets the `lite` extra (mmcv-lite) and the test tools; see the MMCV note in setup.py.
+# The venv gets the `lite` extra (mmcv-lite), the test tools and grad-cam; see the MMCV note in setup.py.
 
 PYTHON ?= python3.11
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.hifuse-installed
-EXTRAS := lite,tests
+EXTRAS := lite,tests,cam
 DATA ?=
 
 .PHONY: venv demo test
 
 venv: $(STAMP)
 
-$(STAMP): setup.py requirements/constraints.txt
+$(STAMP): setup.py requirements/constraints.txt Makefile
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -c requirements/constraints.txt -e '.[$(EXTRAS)]'
 	@touch $@

@@ -46,7 +46,7 @@ setup(
         'lite': [f'mmcv-lite{MMCV_SPEC}'],
         'full': [f'mmcv{MMCV_SPEC}'],
         'tests': ['pytest'],
-        'cam': ['grad-cam'],
+        'cam': ['grad-cam>=1.5'],  # 1.5 dropped use_cuda; tested with 1.5.7
     },
     classifiers=[
         'Programming Language :: Python :: 3',
