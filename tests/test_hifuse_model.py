@@ -228,3 +228,14 @@ def test_released_init():
     fc = b.global_stages[3].blocks[0].fc
     assert 0.015 < fc.weight.std().item() < 0.025
     assert fc.bias.abs().max().item() == 0
+
+
+def test_frozen_stages():
+    b = HiFuse(arch='tiny', frozen_stages=1)
+    b.train()
+    for i in range(4):
+        params = list(b.local_stages[i].parameters()) + list(
+            b.global_stages[i].parameters())
+        assert all(p.requires_grad == (i > 1) for p in params), i
+        assert b.local_stages[i].training == (i > 1)
+    assert not any(p.requires_grad for p in b.patch_embed.parameters())

@@ -2,6 +2,8 @@
 from typing import List, Sequence, Tuple, Union
 
 import torch
+import torch.nn as nn
+from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
 #: The released code's init, applied before the fusion blocks exist, so it
 #: reaches the two branches only: trunc-normal 0.02 on linears, trunc-normal
@@ -37,3 +39,38 @@ def parse_out_indices(out_indices: Union[int, Sequence[int]],
                              f'{num_stages} stages')
         out.append(j)
     return tuple(out)
+
+
+class TwoBranchBackbone(BaseBackbone):
+    """Stage freezing and input checks shared by the two-branch backbones.
+
+    Subclasses set ``self.frozen_stages`` and implement
+    :meth:`_stage_modules`.
+    """
+
+    #: Input sides must be multiples of this (the total downsampling).
+    size_divisor = 32
+    frozen_stages: int = -1
+
+    def _stage_modules(self, index: int) -> List[nn.Module]:
+        """Every module of stage ``index``, stems included for stage 0."""
+        raise NotImplementedError
+
+    def _freeze_stages(self) -> None:
+        for i in range(self.frozen_stages + 1):
+            for module in self._stage_modules(i):
+                module.eval()
+                for param in module.parameters():
+                    param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'TwoBranchBackbone':
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        height, width = x.shape[-2:]
+        if height % self.size_divisor or width % self.size_divisor:
+            raise ValueError(
+                f'{type(self).__name__} needs input sides that are multiples '
+                f'of {self.size_divisor}, got {height}x{width}')

@@ -5,16 +5,16 @@ fusion framework for cross-scale medical image classification", PeerJ
 Computer Science 11:e3181 (2025). The HEF fusion blocks and the classifier's
 pooling live in :class:`~hifuse_mm.models.HEFNeck`.
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
-from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
 
 from ..layers import (EGFStage, ELFBlock, conv_stem, downsample_layer,
                       run_block)
-from .common import RELEASED_INIT, linear_drop_path_rates, parse_out_indices
+from .common import (RELEASED_INIT, TwoBranchBackbone, linear_drop_path_rates,
+                     parse_out_indices)
 
 Scalar = Union[float, bool]
 
@@ -32,7 +32,7 @@ def _per_stage(value: Union[Scalar, Sequence[Scalar]], num_stages: int,
 
 
 @MODELS.register_module()
-class HEMF(BaseBackbone):
+class HEMF(TwoBranchBackbone):
     """HEMF's two branches; returns the per-stage local and global maps.
 
     * Local branch (HEMF eqs. 1-2): 4x4/4 conv stem + LN, then 4 stages of
@@ -208,32 +208,18 @@ class HEMF(BaseBackbone):
                            f'{sorted(unknown)}; known: {sorted(default)}')
         return {**default, **arch}
 
-    def _branches(self) -> List[Tuple[nn.ModuleList, nn.ModuleList]]:
-        out = []
+    def _stage_modules(self, index: int) -> List[nn.Module]:
+        modules = []
         if self.with_local_branch:
-            out.append((self.local_downsamples, self.local_stages))
+            modules += [self.local_downsamples[index], self.local_stages[index]]
         if self.with_global_branch:
-            out.append((self.global_downsamples, self.global_stages))
-        return out
-
-    def _freeze_stages(self) -> None:
-        for i in range(self.frozen_stages + 1):
-            for downsamples, stages in self._branches():
-                for m in (downsamples[i], stages[i]):
-                    m.eval()
-                    for p in m.parameters():
-                        p.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'HEMF':
-        super().train(mode)
-        self._freeze_stages()
-        return self
+            modules += [
+                self.global_downsamples[index], self.global_stages[index]
+            ]
+        return modules
 
     def forward(self, x: torch.Tensor) -> tuple:
-        _, _, height, width = x.shape
-        if height % 32 or width % 32:
-            raise ValueError(f'HEMF needs input sides that are multiples '
-                             f'of 32, got {height}x{width}')
+        self._check_input(x)
         outs = []
         local_x = global_x = x
         for i in range(self.num_stages):

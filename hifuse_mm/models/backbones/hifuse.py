@@ -9,15 +9,15 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 from mmcv.cnn.bricks.transformer import PatchEmbed
-from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
 
 from ..layers import (GlobalStage, LocalBlock, conv_stem, downsample_layer,
                       run_block)
-from .common import RELEASED_INIT, linear_drop_path_rates, parse_out_indices
+from .common import (RELEASED_INIT, TwoBranchBackbone, linear_drop_path_rates,
+                     parse_out_indices)
 
 @MODELS.register_module()
-class HiFuse(BaseBackbone):
+class HiFuse(TwoBranchBackbone):
     """HiFuse's two branches; returns the per-stage local and global maps.
 
     Local branch (HiFuse eq. 3): 4x4/4 conv stem + LN, then 4 stages of
@@ -174,28 +174,16 @@ class HiFuse(BaseBackbone):
             raise KeyError(f'HiFuse arch dict lacks {sorted(missing)}')
         return dict(arch)
 
-    def _freeze_stages(self) -> None:
-        for i in range(self.frozen_stages + 1):
-            modules = [self.local_downsamples[i], self.local_stages[i]]
-            if self.with_global_branch:
-                modules.append(self.global_stages[i])
-                if i == 0:
-                    modules.append(self.patch_embed)
-            for m in modules:
-                m.eval()
-                for p in m.parameters():
-                    p.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'HiFuse':
-        super().train(mode)
-        self._freeze_stages()
-        return self
+    def _stage_modules(self, index: int) -> List[nn.Module]:
+        modules = [self.local_downsamples[index], self.local_stages[index]]
+        if self.with_global_branch:
+            modules.append(self.global_stages[index])
+            if index == 0:
+                modules.append(self.patch_embed)
+        return modules
 
     def forward(self, x: torch.Tensor) -> tuple:
-        _, _, height, width = x.shape
-        if height % 32 or width % 32:
-            raise ValueError(f'HiFuse needs input sides that are multiples '
-                             f'of 32, got {height}x{width}')
+        self._check_input(x)
         outs = []
         local_x = x
         if self.with_global_branch:

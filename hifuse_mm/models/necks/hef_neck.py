@@ -1,16 +1,15 @@
 """HEF neck: HEMF's fusion path and classifier pooling."""
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
-import torch
 import torch.nn as nn
-from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
-from ..layers import HEFBlock, run_block
+from ..layers import HEFBlock
+from .fusion_neck import FusionNeck
 
 
 @MODELS.register_module()
-class HEFNeck(BaseModule):
+class HEFNeck(FusionNeck):
     """One :class:`HEFBlock` per stage, then GAP + LayerNorm.
 
     Consumes the ``(local, global)`` stage maps of :class:`HEMF` and returns
@@ -58,10 +57,7 @@ class HEFNeck(BaseModule):
                  with_cp: bool = False,
                  norm_eps: float = 1e-6,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        self.in_channels = tuple(in_channels)
-        self.with_fusion = with_fusion
-        self.with_cp = with_cp
+        super().__init__(in_channels, with_fusion, with_cp, norm_eps, init_cfg)
         if with_fusion:
             self.blocks = nn.ModuleList([
                 HEFBlock(
@@ -77,25 +73,3 @@ class HEFNeck(BaseModule):
                     with_sirmlp=with_sirmlp)
                 for i, c in enumerate(self.in_channels)
             ])
-        self.norm = nn.LayerNorm(self.in_channels[-1], eps=norm_eps)
-
-    def fuse(self, inputs: Sequence[Tuple[torch.Tensor, ...]]) -> torch.Tensor:
-        """Return the last stage's fused map ``[B, C, H, W]``."""
-        if len(inputs) != len(self.in_channels):
-            raise ValueError(f'HEFNeck expects {len(self.in_channels)} '
-                             f'stages of (local, global) maps, got '
-                             f'{len(inputs)}; keep the backbone\'s '
-                             'out_indices=(0, 1, 2, 3)')
-        if not self.with_fusion:
-            return inputs[-1][0]
-        fused = None
-        for block, maps in zip(self.blocks, inputs):
-            if len(maps) != 2:
-                raise ValueError('HEFNeck needs both branch maps; build the '
-                                 'backbone with both branches')
-            args = (maps[0], maps[1]) + (() if fused is None else (fused, ))
-            fused = run_block(block, *args, with_cp=self.with_cp)
-        return fused
-
-    def forward(self, inputs: Sequence[Tuple[torch.Tensor, ...]]) -> tuple:
-        return (self.norm(self.fuse(inputs).mean(dim=(2, 3))), )

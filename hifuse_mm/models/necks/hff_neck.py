@@ -1,16 +1,15 @@
 """HFF neck: HiFuse's fusion path and classifier pooling."""
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
-import torch
 import torch.nn as nn
-from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
-from ..layers import HFFBlock, run_block
+from ..layers import HFFBlock
+from .fusion_neck import FusionNeck
 
 
 @MODELS.register_module()
-class HFFNeck(BaseModule):
+class HFFNeck(FusionNeck):
     """One :class:`HFFBlock` per stage, then GAP + LayerNorm.
 
     Consumes the ``(local, global)`` stage maps of :class:`HiFuse` and
@@ -51,10 +50,7 @@ class HFFNeck(BaseModule):
                  with_cp: bool = False,
                  norm_eps: float = 1e-6,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        self.in_channels = tuple(in_channels)
-        self.with_fusion = with_fusion
-        self.with_cp = with_cp
+        super().__init__(in_channels, with_fusion, with_cp, norm_eps, init_cfg)
         if with_fusion:
             self.blocks = nn.ModuleList([
                 HFFBlock(
@@ -68,25 +64,3 @@ class HFFNeck(BaseModule):
                     with_shortcut=with_shortcut)
                 for i, c in enumerate(self.in_channels)
             ])
-        self.norm = nn.LayerNorm(self.in_channels[-1], eps=norm_eps)
-
-    def fuse(self, inputs: Sequence[Tuple[torch.Tensor, ...]]) -> torch.Tensor:
-        """Return the last stage's fused map ``[B, C, H, W]``."""
-        if len(inputs) != len(self.in_channels):
-            raise ValueError(f'HFFNeck expects {len(self.in_channels)} '
-                             f'stages of (local, global) maps, got '
-                             f'{len(inputs)}; keep the backbone\'s '
-                             'out_indices=(0, 1, 2, 3)')
-        if not self.with_fusion:
-            return inputs[-1][0]
-        fused = None
-        for block, maps in zip(self.blocks, inputs):
-            if len(maps) != 2:
-                raise ValueError('HFFNeck needs both branch maps; build the '
-                                 'backbone with with_global_branch=True')
-            args = (maps[0], maps[1]) + (() if fused is None else (fused, ))
-            fused = run_block(block, *args, with_cp=self.with_cp)
-        return fused
-
-    def forward(self, inputs: Sequence[Tuple[torch.Tensor, ...]]) -> tuple:
-        return (self.norm(self.fuse(inputs).mean(dim=(2, 3))), )
