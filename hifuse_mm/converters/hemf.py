@@ -3,7 +3,8 @@ import re
 from typing import Dict, Optional
 
 from .hifuse import _HFF_FIRST, _HFF_LATER
-from .official import ConversionError, Family, StateDict, register_family
+from .official import (ConversionError, Family, StateDict, count_indices,
+                       is_depthwise_conv, register_family)
 
 # Released HEF sub-module -> ours, for every stage (the fusion path's
 # modules, ``_HFF_FIRST`` / ``_HFF_LATER``, are named as in HiFuse).
@@ -47,17 +48,12 @@ def detect(sd: StateDict) -> bool:
         k.startswith('fu1.residual.conv_s.') for k in sd)
 
 
-def _count(sd: StateDict, pattern: str) -> int:
-    rx = re.compile(pattern)
-    return len({m.group(1) for k in sd for m in [rx.match(k)] if m})
-
-
 def settings(sd: StateDict) -> dict:
-    num_stages = _count(sd, r'fu(\d+)\.')
+    num_stages = count_indices(sd, r'fu(\d+)\.')
     local_depths = tuple(
-        _count(sd, rf'stages\.{i}\.(\d+)\.dwconv') for i in range(num_stages))
+        count_indices(sd, rf'stages\.{i}\.(\d+)\.dwconv') for i in range(num_stages))
     global_depths = tuple(
-        _count(sd, rf'stages2\.{i}\.VRC\.(\d+)\.') for i in range(num_stages))
+        count_indices(sd, rf'stages2\.{i}\.VRC\.(\d+)\.') for i in range(num_stages))
     channels = tuple(sd[f'stages2.{i}.norm1.weight'].shape[0]
                      for i in range(num_stages))
     # MaSA heads leave no trace in the weights; the rotary ``angle`` buffer
@@ -66,15 +62,8 @@ def settings(sd: StateDict) -> dict:
         c // sd[f'stages2.{i}.RetNetRelPos2d.angle'].shape[0]
         if f'stages2.{i}.RetNetRelPos2d.angle' in sd else _RELEASED_HEADS
         for i, c in enumerate(channels))
-    conv3 = sd['fu1.residual.conv1.conv.weight']
-    if conv3.shape[1] == 1:
-        depthwise = True
-    elif conv3.shape[1] == conv3.shape[0]:
-        depthwise = False
-    else:
-        raise ConversionError(
-            f'fu1.residual.conv1 has shape {tuple(conv3.shape)}: neither '
-            'the dense nor the depthwise SIRMLP 3x3')
+    depthwise = is_depthwise_conv(sd, 'fu1.residual.conv1.conv.weight',
+                                  'SIRMLP 3x3')
     memory = sd['fu1.mea_l.mk.weight'].shape
     head = sd.get('conv_head.weight')
     released = (channels[0] == 96 and heads == (_RELEASED_HEADS, ) * 4

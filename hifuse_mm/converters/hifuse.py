@@ -4,7 +4,8 @@ from typing import Optional
 
 import torch
 
-from .official import ConversionError, Family, StateDict, register_family
+from .official import (ConversionError, Family, StateDict, count_indices,
+                       is_depthwise_conv, register_family)
 
 _ARCHS = {(2, 2, 2, 2): 'tiny', (2, 2, 6, 2): 'small', (2, 2, 18, 2): 'base'}
 
@@ -37,18 +38,13 @@ def detect(sd: StateDict) -> bool:
         k.startswith('fu1.residual.') for k in sd)
 
 
-def _count(sd: StateDict, pattern: str) -> int:
-    rx = re.compile(pattern)
-    return len({m.group(1) for k in sd for m in [rx.match(k)] if m})
-
-
 def settings(sd: StateDict) -> dict:
-    num_stages = _count(sd, r'fu(\d+)\.')
+    num_stages = count_indices(sd, r'fu(\d+)\.')
     depths = tuple(
-        _count(sd, rf'layers{i + 1}\.blocks\.(\d+)\.')
+        count_indices(sd, rf'layers{i + 1}\.blocks\.(\d+)\.')
         for i in range(num_stages))
     local_depths = tuple(
-        _count(sd, rf'stages\.{i}\.(\d+)\.dwconv') for i in range(num_stages))
+        count_indices(sd, rf'stages\.{i}\.(\d+)\.dwconv') for i in range(num_stages))
     if depths != local_depths:
         raise ConversionError(f'local depths {local_depths} differ from '
                               f'global depths {depths}: not a released '
@@ -59,15 +55,8 @@ def settings(sd: StateDict) -> dict:
         shape[1] for i in range(num_stages))
     table = sd['layers1.blocks.0.attn.relative_position_bias_table'].shape[0]
     window = (int(round(table**0.5)) + 1) // 2
-    conv3 = sd['fu1.residual.conv1.conv.weight']
-    if conv3.shape[1] == 1:
-        depthwise = True
-    elif conv3.shape[1] == conv3.shape[0]:
-        depthwise = False
-    else:
-        raise ConversionError(
-            f'fu1.residual.conv1 has shape {tuple(conv3.shape)}: neither '
-            'the dense nor the depthwise IRMLP 3x3')
+    depthwise = is_depthwise_conv(sd, 'fu1.residual.conv1.conv.weight',
+                                  'IRMLP 3x3')
     head = sd.get('conv_head.weight')
     return dict(
         arch=_ARCHS.get(depths, 'custom'),

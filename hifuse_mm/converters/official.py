@@ -18,6 +18,7 @@ checks, fills the state our model derives itself (relative position
 indices and similar buffers, ``num_batches_tracked`` when the source lacks
 it), and refuses anything it cannot account for.
 """
+import re
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -73,6 +74,23 @@ def extract_state_dict(checkpoint: object) -> StateDict:
     if all(k.startswith('module.') for k in checkpoint):
         checkpoint = {k[len('module.'):]: v for k, v in checkpoint.items()}
     return dict(checkpoint)
+
+
+def count_indices(state_dict: StateDict, pattern: str) -> int:
+    """Number of distinct values of ``pattern``'s group 1 over the keys."""
+    rx = re.compile(pattern)
+    return len({m.group(1) for k in state_dict for m in [rx.match(k)] if m})
+
+
+def is_depthwise_conv(state_dict: StateDict, key: str, what: str) -> bool:
+    """Whether the square conv ``key`` is depthwise (True) or dense."""
+    weight = state_dict[key]
+    if weight.shape[1] == 1:
+        return True
+    if weight.shape[1] == weight.shape[0]:
+        return False
+    raise ConversionError(f'{key} has shape {tuple(weight.shape)}: neither '
+                          f'the dense nor the depthwise {what}')
 
 
 def detect_family(state_dict: StateDict) -> Family:
