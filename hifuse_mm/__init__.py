@@ -9,5 +9,5 @@ from .utils import compat as _compat
 
 _compat.apply()
 
-from . import models  # noqa: E402,F401
+from . import datasets, evaluation, models  # noqa: E402,F401
 from .version import __version__  # noqa: E402,F401

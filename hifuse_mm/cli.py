@@ -3,12 +3,20 @@
 They keep MMPretrain 1.2's CLI (same arguments, same meaning) and add what this stack needs:
 ``import hifuse_mm`` (module registration and :mod:`hifuse_mm.utils.compat`), the config-side
 compat fixes (``persistent_workers`` only with workers; gloo and CPU DDP for ``--launcher`` on
-CPU-only hosts) and a CPU-capable ``--amp``. ``tools/demo.py`` reuses the same functions.
+CPU-only hosts) and a CPU-capable ``--amp``. ``tools/demo.py`` and ``tools/kfold.py`` reuse the
+same functions.
+
+The test tool also writes a report into the run's timestamped log folder
+(``<work_dir>/<YYYYmmdd_HHMMSS>/``, so an earlier run's report is never overwritten):
+``metrics.json``, ``predictions.csv``, ``confusion_matrix.png`` and ``roc.png``
+(:mod:`hifuse_mm.evaluation.report`), with bootstrap confidence intervals for ``--bootstrap N``.
 
 Python use::
 
     cfg = train_config(train_parser().parse_args(['configs/x.py', '--amp']))
     runner = run_train(cfg)
+    metrics, report_dir = run_test_with_report(test_config(test_parser().parse_args(
+        ['configs/x.py', 'best.pth'])))
 """
 from __future__ import annotations
 
@@ -16,7 +24,7 @@ import argparse
 import gc
 import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import mmengine
 import torch
@@ -25,6 +33,7 @@ from mmengine.dist import get_rank
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from .evaluation import MedicalMetrics, write_test_report
 from .utils import compat
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -79,6 +88,13 @@ def test_parser() -> argparse.ArgumentParser:
     parser.add_argument('--wait-time', type=float, default=2,
                         help='seconds each shown image stays up')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation')
+    parser.add_argument('--bootstrap', type=int, default=0, metavar='N',
+                        help='add 95%% bootstrap confidence intervals of accuracy, macro F1 '
+                        'and AUC from N resamples to metrics.json')
+    parser.add_argument('--bootstrap-seed', type=int, default=0,
+                        help='seed of the bootstrap resampling (default 0)')
+    parser.add_argument('--no-report', action='store_true',
+                        help='skip metrics.json, predictions.csv and the plots')
     _add_common_args(parser)
     return parser
 
@@ -156,6 +172,22 @@ def _add_flip_tta(cfg: Config) -> None:
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
 
+def _is_medical_metrics(metric_cfg: dict) -> bool:
+    kind = metric_cfg.get('type')
+    return kind in ('MedicalMetrics', 'mmpretrain.MedicalMetrics') or kind is MedicalMetrics
+
+
+def _ensure_medical_metrics(cfg: Config) -> None:
+    """Make ``test_evaluator`` a list that includes a ``MedicalMetrics`` (the report needs it)."""
+    evaluators = cfg.get('test_evaluator')
+    if evaluators is None:
+        return
+    evaluators = list(evaluators) if isinstance(evaluators, (list, tuple)) else [evaluators]
+    if not any(_is_medical_metrics(e) for e in evaluators):
+        evaluators.append(dict(type='MedicalMetrics'))
+    cfg.test_evaluator = evaluators
+
+
 def test_config(args: argparse.Namespace) -> Config:
     """Build the test config from parsed :func:`test_parser` arguments."""
     cfg = _load(args)
@@ -171,6 +203,9 @@ def test_config(args: argparse.Namespace) -> Config:
             out_dir=args.show_dir, interval=args.interval)
     if args.tta:
         _add_flip_tta(cfg)
+    if args.bootstrap < 0:
+        raise SystemExit(f'--bootstrap must be >= 0, got {args.bootstrap}')
+    _ensure_medical_metrics(cfg)
     if args.out is not None:
         if Path(args.out).exists():
             raise SystemExit(f'--out {args.out} exists; remove it or pick another file')
@@ -180,7 +215,12 @@ def test_config(args: argparse.Namespace) -> Config:
                 else [evaluators]
             cfg.test_evaluator = evaluators + [dict(type='DumpResults', out_file_path=args.out)]
     _set_dataloader_defaults(cfg, pin_memory=not args.no_pin_memory, persistent_workers=None)
-    return _finish(cfg, args)
+    cfg = _finish(cfg, args)
+    # Read by run_test_with_report (kept out of the runner's own arguments).
+    cfg.hifuse_report = dict(enable=not args.no_report, bootstrap=args.bootstrap,
+                             bootstrap_seed=args.bootstrap_seed, config=args.config,
+                             checkpoint=args.checkpoint)
+    return cfg
 
 
 def build_runner(cfg: Config) -> Runner:
@@ -195,12 +235,51 @@ def run_train(cfg: Config) -> Runner:
     return runner
 
 
-def run_test(cfg: Config, out: Optional[str] = None, out_item: Optional[str] = None) -> dict:
-    """Test with ``cfg`` (from :func:`test_config`); dump metrics to ``out`` if asked."""
-    metrics = build_runner(cfg).test()
-    if out is not None and out_item == 'metrics' and get_rank() == 0:
+def _medical_metric(runner: Runner) -> Optional[MedicalMetrics]:
+    for metric in runner.test_loop.evaluator.metrics:
+        if isinstance(metric, MedicalMetrics):
+            return metric
+    return None
+
+
+def run_test_with_report(cfg: Config, out: Optional[str] = None,
+                         out_item: Optional[str] = None) -> Tuple[dict, Optional[Path]]:
+    """Test with ``cfg`` (from :func:`test_config`), dump metrics to ``out`` if asked, and write
+    the report (rank 0) into the run's timestamped log folder.
+
+    Returns:
+        ``(metrics, report folder)``; the folder is None when no report was written (other
+        ranks, ``--no-report``, or a config built without :func:`test_config`).
+    """
+    report = cfg.pop('hifuse_report', None)
+    runner = build_runner(cfg)
+    metrics = runner.test()
+    if get_rank() != 0:
+        return metrics, None
+    if out is not None and out_item == 'metrics':
         mmengine.dump(metrics, out)
-    return metrics
+    metric = _medical_metric(runner)
+    if not report or not report['enable'] or metric is None or metric.last is None:
+        return metrics, None
+    report_dir = Path(runner.log_dir)
+    try:
+        paths = write_test_report(
+            metric.last, report_dir, metrics, bootstrap=report['bootstrap'],
+            bootstrap_seed=report['bootstrap_seed'], pos_label=metric.pos_label,
+            extra=dict(config=report['config'], checkpoint=report['checkpoint']),
+            data_root=getattr(runner.test_dataloader.dataset, 'data_root', None))
+    except FileExistsError as err:
+        raise SystemExit(f'error: {err}') from None
+    runner.logger.info('Test report: ' + ', '.join(str(p) for p in paths.values()))
+    return metrics, report_dir
+
+
+def run_test(cfg: Config, out: Optional[str] = None, out_item: Optional[str] = None) -> dict:
+    """Test with ``cfg`` (from :func:`test_config`); dump metrics to ``out`` if asked.
+
+    Also writes the report, see :func:`run_test_with_report`.
+    """
+    return run_test_with_report(cfg, out, out_item)[0]
 
 
 def _close_process_group() -> None:

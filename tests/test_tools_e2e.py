@@ -88,7 +88,7 @@ def _epoch(checkpoint: Path) -> int:
 
 def test_train_writes_checkpoints(trained):
     assert _epoch(trained / 'epoch_2.pth') == 2
-    assert len(list(trained.glob('best_accuracy_top1_epoch_*.pth'))) == 1
+    assert len(list(trained.glob('best_medical_f1_macro_epoch_*.pth'))) == 1
     assert (trained / 'last_checkpoint').read_text().strip().endswith('epoch_2.pth')
 
 
@@ -101,14 +101,14 @@ def test_resume_continues_to_epoch_3(workspace, trained):
 
 
 def test_test_tool_on_best_checkpoint(workspace, trained):
-    best = next(trained.glob('best_accuracy_top1_epoch_*.pth'))
+    best = next(trained.glob('best_medical_f1_macro_epoch_*.pth'))
     metrics = workspace / 'metrics.json'
     out = run_tool(workspace, str(TOOLS / 'test.py'), 'tiny.py', str(best), '--work-dir',
                    'test', '--out', str(metrics), '--out-item', 'metrics', '--amp')
-    assert 'Epoch(test)' in out and 'accuracy/top1' in out
+    assert 'Epoch(test)' in out and 'medical/accuracy' in out
     values = json.loads(metrics.read_text())
-    assert 0 <= values['accuracy/top1'] <= 100
-    assert 'single-label/f1-score' in values
+    assert 0 <= values['medical/accuracy'] <= 1
+    assert 'medical/f1_macro' in values
 
 
 def test_train_amp_on_cpu(workspace):
@@ -135,4 +135,8 @@ def test_dist_train_and_test_two_processes(workspace):
     out = run_tool(workspace, 'bash', str(TOOLS / 'dist_test.sh'), 'tiny.py',
                    'dist/epoch_2.pth', '2', '--work-dir', 'dist_test', '--out', str(metrics),
                    '--out-item', 'metrics', env=env)
-    assert 'accuracy/top1' in json.loads(metrics.read_text())
+    assert 'medical/accuracy' in json.loads(metrics.read_text())
+    # The report is written once, by rank 0, from all ranks' predictions.
+    reports = list((workspace / 'dist_test').glob('*/metrics.json'))
+    assert len(reports) == 1
+    assert json.loads(reports[0].read_text())['num_samples'] == 8

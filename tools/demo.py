@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Sequence
 
 import hifuse_mm  # noqa: F401  (registers modules, applies hifuse_mm.utils.compat)
-from hifuse_mm.cli import run_test, run_train, test_config, test_parser, train_config, \
-    train_parser
+from hifuse_mm.cli import run_test_with_report, run_train, test_config, test_parser, \
+    train_config, train_parser
 from hifuse_mm.datasets import make_demo_dataset, read_classes
 from hifuse_mm.datasets.demo import MARKER
 from mmengine.config import Config
@@ -80,7 +80,8 @@ def main() -> None:
          '--out-item', 'metrics'])
     test_cfg = test_config(test_args)
     use_dataset(test_cfg, data_root, classes)
-    metrics = run_test(test_cfg, out=test_args.out, out_item=test_args.out_item)
+    metrics, report_dir = run_test_with_report(test_cfg, out=test_args.out,
+                                               out_item=test_args.out_item)
 
     chance = 100.0 / len(classes)
     print('\n' + '=' * 72)
@@ -88,11 +89,15 @@ def main() -> None:
     print(f'  best checkpoint (chosen on val): {best}')
     print(f'  training log:                    {train_log}')
     print(f'  test metrics:                    {metrics_file.resolve()}')
+    if report_dir is not None:
+        print('  test report (metrics.json, predictions.csv, confusion_matrix.png, roc.png):')
+        print(f'                                   {report_dir.resolve()}')
     for key, value in metrics.items():
         if isinstance(value, float):
-            print(f'    {key}: {value:.2f}')
-    print(f'  test accuracy {metrics["accuracy/top1"]:.1f}% '
-          f'(1/{len(classes)} chance level: {chance:.1f}%)')
+            print(f'    {key}: {value:.4f}')
+    print(f'  test accuracy {100 * metrics["medical/accuracy"]:.1f}% '
+          f'(1/{len(classes)} chance level: {chance:.1f}%), '
+          f'macro F1 {metrics["medical/f1_macro"]:.3f}')
     print('=' * 72)
 
 

@@ -9,12 +9,13 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    # The best checkpoint is chosen on the VALIDATION split (test is only used by tools/test.py).
+    # The best checkpoint is chosen on the VALIDATION split (test is only used by tools/test.py),
+    # by macro F1 of MedicalMetrics (hifuse_mm.evaluation); the rule must be given for f1 keys.
     checkpoint=dict(
         type='CheckpointHook',
         interval=1,
         max_keep_ckpts=3,
-        save_best='accuracy/top1',
+        save_best='medical/f1_macro',
         rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),

@@ -1,7 +1,9 @@
 # Shared primitive of the medical datasets: a prepared folder with meta/{train,val,test}.txt
-# ("relative/path.jpg <class index>" per line, paths relative to data_root) and the papers'
-# 224px pipelines. A dataset config sets data_root, classes and num_classes.
-dataset_type = 'CustomDataset'
+# ("relative/path.jpg <class index>" per line, paths relative to data_root; written by
+# tools/dataset_converters/prepare_*.py) and the papers' 224px pipelines. A dataset config sets
+# the registered dataset type (ISIC2018, Kvasir, COVID19CT), data_root, classes and num_classes.
+# MedicalImageDataset (hifuse_mm.datasets) reads any such folder, classes from meta/classes.txt.
+dataset_type = 'MedicalImageDataset'
 
 # Images are normalised to [-1, 1] as in the papers' code (mean = std = 0.5 in [0, 1] units).
 data_preprocessor = dict(
@@ -56,8 +58,8 @@ test_dataloader = dict(
         pipeline=test_pipeline),
 )
 
-val_evaluator = [
-    dict(type='Accuracy', topk=(1, )),
-    dict(type='SingleLabelMetric', average='macro'),
-]
+# hifuse_mm.evaluation.MedicalMetrics: medical/{accuracy, balanced_accuracy, precision_macro,
+# recall_macro, f1_macro, mcc, kappa, auc} (fractions in [0, 1]) and a per-class table in the
+# log. The best checkpoint is chosen on val by medical/f1_macro (default_runtime.py).
+val_evaluator = dict(type='MedicalMetrics')
 test_evaluator = val_evaluator

@@ -1,0 +1,195 @@
+"""Cross-validation behind ``tools/kfold.py``: train and test every fold, then tabulate.
+
+::
+
+    python tools/kfold.py CONFIG --folds fold1 fold2 [--work-dir W] [--launcher pytorch]
+                          [--amp] [--cfg-options k=v ...]
+
+For each fold the config's split lists ``<dir>/<split>.txt`` (``meta/train.txt``) are replaced
+by ``<dir>/<fold>/<split>.txt`` (``meta/fold1/train.txt``, as
+``tools/dataset_converters/prepare_kvasir.py`` writes them). The fold is then trained exactly
+as ``tools/train.py`` does (:func:`hifuse_mm.cli.train_config` / ``run_train``, work dir
+``W/<fold>``), its best checkpoint (chosen on the fold's validation split) is tested exactly as
+``tools/test.py`` does (work dir ``W/<fold>/test``, with the report), and finally
+
+* ``W/kfold.json``: every float test metric per fold, their mean and standard deviation
+  (sample standard deviation, ddof = 1; NaN for a single fold), the checkpoints and report
+  folders;
+* ``W/kfold.md``: the same as a markdown table (metrics as rows; folds, mean, std as columns).
+
+Existing summary files stop the run before any training (nothing is overwritten).
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import re
+from pathlib import Path, PurePosixPath
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from mmengine.config import Config
+from mmengine.dist import get_rank
+
+from . import cli
+
+SUMMARY_FILES = ('kfold.json', 'kfold.md')
+DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def kfold_parser() -> argparse.ArgumentParser:
+    """Arguments of ``tools/kfold.py``."""
+    parser = argparse.ArgumentParser(description='Train and test every fold of a dataset')
+    parser.add_argument('config', help='config file (its split lists are meta/<split>.txt)')
+    parser.add_argument('--folds', nargs='+', default=['fold1', 'fold2'],
+                        help='fold folders next to the split lists (default: fold1 fold2)')
+    parser.add_argument('--work-dir', help='output folder (default: '
+                        'work_dirs/<config name>_kfold)')
+    parser.add_argument('--amp', action='store_true', help='mixed precision')
+    parser.add_argument('--launcher', choices=cli.LAUNCHERS, default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='config overrides, passed on to training and testing')
+    parser.add_argument('--bootstrap', type=int, default=0, metavar='N',
+                        help='bootstrap resamples for the test reports\' confidence intervals')
+    return parser
+
+
+def fold_ann_file(ann_file: str, fold: str) -> str:
+    """``meta/train.txt`` (or ``meta/fold2/train.txt``) -> ``meta/<fold>/train.txt``."""
+    path = PurePosixPath(ann_file)
+    base = path.parent.parent if re.fullmatch(r'fold\w*', path.parent.name) else path.parent
+    return str(base / fold / path.name)
+
+
+def apply_fold(cfg: Config, fold: str) -> None:
+    """Point every dataloader of ``cfg`` at ``fold``'s lists; errors if a list is missing."""
+    for key in DATALOADERS:
+        loader = cfg.get(key)
+        if loader is None:
+            continue
+        dataset = loader.dataset
+        if not dataset.get('ann_file'):
+            raise SystemExit(f'{key}.dataset has no ann_file; k-fold needs split lists '
+                             '(meta/<split>.txt) from tools/dataset_converters/prepare_*.py')
+        dataset.ann_file = fold_ann_file(dataset.ann_file, fold)
+        path = Path(dataset.get('data_root', '')) / dataset.ann_file
+        if not path.is_file():
+            raise SystemExit(f'{path} not found: {fold} is not a fold of this dataset (prepare '
+                             'it with tools/dataset_converters/prepare_kvasir.py, which writes '
+                             'meta/fold1/ and meta/fold2/)')
+
+
+def summarise(results: Dict[str, Dict[str, float]]) -> Dict[str, Dict[str, float]]:
+    """``{'mean': {...}, 'std': {...}}`` over folds (sample std, NaN-aware, NaN if < 2)."""
+    keys = list(dict.fromkeys(k for metrics in results.values() for k in metrics))
+    mean, std = {}, {}
+    for key in keys:
+        values = np.array([results[f].get(key, math.nan) for f in results], float)
+        finite = values[np.isfinite(values)]
+        mean[key] = float(finite.mean()) if len(finite) else math.nan
+        std[key] = float(finite.std(ddof=1)) if len(finite) > 1 else math.nan
+    return dict(mean=mean, std=std)
+
+
+def markdown_table(results: Dict[str, Dict[str, float]], summary: Dict[str, Dict[str, float]],
+                   title: str) -> str:
+    """Metrics as rows; folds, mean and std as columns (4 decimals)."""
+    folds = list(results)
+
+    def cell(value: float) -> str:
+        return 'n/a' if value is None or math.isnan(value) else f'{value:.4f}'
+
+    lines = [f'# {title}', '',
+             '| metric | ' + ' | '.join(folds) + ' | mean | std |',
+             '|---|' + '---:|' * (len(folds) + 2)]
+    for key in summary['mean']:
+        row = [cell(results[f].get(key, math.nan)) for f in folds]
+        row += [cell(summary['mean'][key]), cell(summary['std'][key])]
+        lines.append(f'| {key} | ' + ' | '.join(row) + ' |')
+    lines += ['', f'std: sample standard deviation over {len(folds)} folds (ddof = 1).', '']
+    return '\n'.join(lines)
+
+
+def _nan_to_none(values: Dict[str, float]) -> Dict[str, Optional[float]]:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
+
+
+def _common(args: argparse.Namespace) -> List[str]:
+    argv = ['--launcher', args.launcher, '--local-rank', str(args.local_rank)]
+    if args.amp:
+        argv.append('--amp')
+    return argv
+
+
+def run_kfold(args: argparse.Namespace) -> Dict[str, object]:
+    """Train and test each fold; write and return the summary."""
+    work_dir = Path(args.work_dir or Path('work_dirs') / f'{Path(args.config).stem}_kfold')
+    existing = [str(work_dir / f) for f in SUMMARY_FILES if (work_dir / f).exists()]
+    if existing:
+        raise SystemExit(f'{", ".join(existing)} exist(s) from an earlier run; choose another '
+                         '--work-dir (nothing was overwritten)')
+    if len(set(args.folds)) != len(args.folds):
+        raise SystemExit(f'--folds has repeats: {args.folds}')
+    # Fail on a missing fold before spending hours on the first one.
+    probe = Config.fromfile(args.config)
+    for fold in args.folds:
+        apply_fold(probe, fold)
+
+    options = ['--cfg-options', *args.cfg_options] if args.cfg_options else []
+    stem = Path(args.config).stem
+    results: Dict[str, Dict[str, float]] = {}
+    details: Dict[str, Dict[str, Optional[str]]] = {}
+    for fold in args.folds:
+        train_args = cli.train_parser().parse_args(
+            [args.config, '--work-dir', str(work_dir / fold), *_common(args), *options])
+        cfg = cli.train_config(train_args)
+        apply_fold(cfg, fold)
+        cfg.experiment_name = f'{stem}_{fold}_train'
+        if cfg.get('val_dataloader') is None:
+            raise SystemExit('k-fold selects the best checkpoint on validation: the config '
+                             'needs val_dataloader / val_evaluator')
+        runner = cli.run_train(cfg)
+        best = runner.message_hub.get_info('best_ckpt')
+        del runner
+        gc.collect()
+        if not best:
+            raise SystemExit(f'{fold}: training saved no best checkpoint (check '
+                             'default_hooks.checkpoint.save_best)')
+
+        test_argv = [args.config, best, '--work-dir', str(work_dir / fold / 'test'),
+                     *_common(args), '--bootstrap', str(args.bootstrap), *options]
+        cfg = cli.test_config(cli.test_parser().parse_args(test_argv))
+        apply_fold(cfg, fold)
+        cfg.experiment_name = f'{stem}_{fold}_test'
+        metrics, report_dir = cli.run_test_with_report(cfg)
+        gc.collect()
+        results[fold] = {k: float(v) for k, v in metrics.items()
+                         if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        details[fold] = dict(checkpoint=str(best),
+                             report_dir=None if report_dir is None else str(report_dir))
+
+    summary = summarise(results)
+    content = dict(config=args.config, folds=list(args.folds),
+                   metrics={f: _nan_to_none(m) for f, m in results.items()},
+                   mean=_nan_to_none(summary['mean']), std=_nan_to_none(summary['std']),
+                   std_ddof=1, runs=details)
+    if get_rank() == 0:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        with open(work_dir / 'kfold.json', 'x') as stream:
+            json.dump(content, stream, indent=2)
+            stream.write('\n')
+        with open(work_dir / 'kfold.md', 'x') as stream:
+            stream.write(markdown_table(results, summary,
+                                        f'{stem}: {len(args.folds)}-fold test results'))
+        print(markdown_table(results, summary, f'{stem}: {len(args.folds)}-fold test results'))
+        print(f'Wrote {work_dir / "kfold.md"} and {work_dir / "kfold.json"}')
+    return content
+
+
+def kfold_main(argv: Optional[Sequence[str]] = None) -> None:
+    """Entry point of ``tools/kfold.py``."""
+    run_kfold(kfold_parser().parse_args(argv))
+    cli._close_process_group()

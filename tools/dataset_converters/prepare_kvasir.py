@@ -1,0 +1,16 @@
+#!/usr/bin/env python
+"""Prepare the Kvasir v1/v2 splits.
+
+    python tools/dataset_converters/prepare_kvasir.py SRC OUT [--seed S]
+    python tools/dataset_converters/prepare_kvasir.py --check OUT
+
+Layout, protocols and options: ``--help`` and hifuse_mm/datasets/kvasir.py; the shared
+machinery (checks, output files, ``--check``, ``--force``): hifuse_mm/datasets/splits.py.
+"""
+import sys
+
+from hifuse_mm.datasets import kvasir
+from hifuse_mm.datasets.converter_cli import converter_main
+
+if __name__ == '__main__':
+    sys.exit(converter_main(kvasir))
