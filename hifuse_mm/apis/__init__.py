@@ -1,0 +1,28 @@
+"""Use trained models: inference, CAMs, training curves, publishing checkpoints.
+
+* :class:`Classifier` — ``Classifier(config, checkpoint).predict(images_or_paths)``
+  (``tools/infer.py``).
+* :class:`CamExplainer`, :func:`save_cam_figure` — Grad-CAM & co. on the stage-4 fused and
+  branch maps (``tools/visualization/vis_cam.py``).
+* :func:`load_training_log`, :func:`plot_training_curves` (``tools/analysis_tools/plot_curves.py``).
+* :func:`publish_checkpoint` (``tools/model_converters/publish_model.py``).
+"""
+from .cam import CAM_METHODS, TARGETS, CamError, CamExplainer, CamResult, mean_inside_outside
+from .cam_figure import save_cam_figure
+from .classifier import Classifier, Prediction
+from .curves import plot_training_curves
+from .images import IMAGE_EXTENSIONS, ImageReadError, find_images, read_image
+from .model_loading import LoadedModel, ModelLoadError, load_model
+from .output_files import OutputExistsError, check_new_files, derived_paths
+from .preprocess import ImagePreprocessor, InputSizeError
+from .publish import Published, PublishError, publish_checkpoint
+from .training_log import TrainingLog, TrainingLogError, load_training_log
+
+__all__ = [
+    'CAM_METHODS', 'TARGETS', 'CamError', 'CamExplainer', 'CamResult', 'mean_inside_outside',
+    'save_cam_figure', 'Classifier', 'Prediction', 'plot_training_curves', 'IMAGE_EXTENSIONS',
+    'ImageReadError', 'find_images', 'read_image', 'LoadedModel', 'ModelLoadError', 'load_model',
+    'OutputExistsError', 'check_new_files', 'derived_paths', 'ImagePreprocessor',
+    'InputSizeError', 'Published', 'PublishError', 'publish_checkpoint', 'TrainingLog',
+    'TrainingLogError', 'load_training_log'
+]

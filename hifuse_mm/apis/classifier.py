@@ -1,0 +1,140 @@
+"""Classify images from Python: ``Classifier(config, checkpoint).predict(images_or_paths)``.
+
+Example::
+
+    from hifuse_mm.apis import Classifier
+
+    clf = Classifier('configs/hifuse/hifuse-tiny_isic2018.py', 'hifuse-tiny-1a2b3c4d.pth')
+    for pred in clf.predict(['a.jpg', 'b.jpg']):
+        print(pred.name, pred.score, dict(zip(clf.classes, pred.probabilities)))
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from .images import PathLike
+from .model_loading import ConfigLike, LoadedModel, load_model
+from .preprocess import ImagePreprocessor, PreparedImage
+
+ImageLike = Union[str, Path, np.ndarray]
+
+
+@dataclass
+class Prediction:
+    """The model's answer for one image.
+
+    Attributes:
+        label: Index of the predicted class.
+        name: Name of the predicted class.
+        score: Probability of the predicted class.
+        probabilities: Probability of every class, in label order (sums to 1).
+    """
+
+    label: int
+    name: str
+    score: float
+    probabilities: np.ndarray
+
+
+class Classifier:
+    """A trained HiFuse / HEMF classifier for new images.
+
+    Args:
+        config: The config the checkpoint was trained with (file or object); its test pipeline
+            decides how images are resized and cropped.
+        checkpoint: Training checkpoint, published checkpoint or converted released weights.
+        device: ``'cpu'``, ``'cuda'``...; None: CUDA when available.
+        tta: Test-time augmentation: average the class probabilities of the image and its
+            horizontal mirror (what ``tools/test.py --tta`` does with our configs).
+        cfg_options: Config overrides, as ``--cfg-options`` gives them (e.g. another test
+            pipeline input size).
+    """
+
+    def __init__(self, config: ConfigLike, checkpoint: PathLike,
+                 device: Optional[Union[str, torch.device]] = None, tta: bool = False,
+                 cfg_options: Optional[dict] = None) -> None:
+        self.loaded: LoadedModel = load_model(config, checkpoint, device, cfg_options)
+        self.preprocessor = ImagePreprocessor(self.loaded.cfg,
+                                              self.loaded.model.data_preprocessor)
+        self.tta = tta
+
+    @property
+    def classes(self) -> Tuple[str, ...]:
+        """Class names in label order."""
+        return self.loaded.classes
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The underlying MMPretrain ``ImageClassifier`` (eval mode)."""
+        return self.loaded.model
+
+    def read(self, path: PathLike) -> np.ndarray:
+        """Read an image file as the config's pipeline does (BGR uint8); raises ImageReadError."""
+        return self.preprocessor.read(path)
+
+    def prepare(self, image: ImageLike) -> PreparedImage:
+        """Read (if a path) and transform one image for the model."""
+        if isinstance(image, np.ndarray):
+            return self.preprocessor.prepare(image)
+        return self.preprocessor.prepare(self.read(image), path=image)
+
+    @torch.no_grad()
+    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Class scores before softmax for a normalised ``[B, C, H, W]`` batch."""
+        model = self.loaded.model
+        return model.head(model.extract_feat(inputs))
+
+    @torch.no_grad()
+    def probabilities(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``[B, num_classes]`` for a normalised batch (TTA if enabled)."""
+        probs = self.logits(inputs).float().softmax(dim=1)
+        if self.tta:
+            mirrored = self.logits(inputs.flip(-1)).float().softmax(dim=1)
+            probs = (probs + mirrored) / 2
+        return probs
+
+    def predict_prepared(self, prepared: Sequence[PreparedImage]) -> List[Prediction]:
+        """Predict images already passed through :meth:`prepare` (any mix of sizes)."""
+        results: List[Optional[Prediction]] = [None] * len(prepared)
+        by_shape: dict = {}
+        for index, item in enumerate(prepared):
+            by_shape.setdefault(tuple(item.packed.shape), []).append(index)
+        for indices in by_shape.values():
+            batch = self.preprocessor.batch([prepared[i] for i in indices])
+            probs = self.probabilities(batch).cpu().numpy()
+            for index, row in zip(indices, probs):
+                label = int(row.argmax())
+                results[index] = Prediction(label=label, name=self.classes[label],
+                                            score=float(row[label]), probabilities=row)
+        return results  # type: ignore[return-value]
+
+    def predict(self, images: Union[ImageLike, Sequence[ImageLike]],
+                batch_size: int = 16) -> List[Prediction]:
+        """Classify images.
+
+        Args:
+            images: One or several image paths or BGR ``[H, W, 3]`` uint8 arrays (as
+                ``cv2.imread`` / ``mmcv.imread`` give).
+            batch_size: Images per forward pass.
+
+        Returns:
+            One :class:`Prediction` per image, in order.
+
+        Raises:
+            hifuse_mm.apis.ImageReadError: a path is not a readable image (use
+                ``tools/infer.py`` to skip such files instead).
+        """
+        if isinstance(images, (str, Path, np.ndarray)):
+            images = [images]
+        if batch_size < 1:
+            raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+        predictions: List[Prediction] = []
+        for start in range(0, len(images), batch_size):
+            chunk = [self.prepare(image) for image in images[start:start + batch_size]]
+            predictions.extend(self.predict_prepared(chunk))
+        return predictions

@@ -1,0 +1,96 @@
+"""Finding and decoding the images a user points a tool at.
+
+Decoding uses :func:`mmcv.imfrombytes`, the function behind the configs' ``LoadImageFromFile``,
+so an image read here reaches the model exactly as it does during ``tools/test.py``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+import mmcv
+import numpy as np
+
+#: File name endings treated as images when a folder is searched (case-insensitive): those of
+#: MMPretrain's ``CustomDataset`` plus ``.tiff`` and ``.webp``.
+IMAGE_EXTENSIONS: Tuple[str, ...] = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
+                                     '.tiff', '.webp')
+
+PathLike = Union[str, Path]
+
+
+class ImageReadError(ValueError):
+    """An input file could not be decoded as an image; the message names the file."""
+
+
+def is_image_name(path: PathLike) -> bool:
+    """True when ``path`` ends with one of :data:`IMAGE_EXTENSIONS`."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def find_images(source: PathLike) -> Tuple[List[Path], List[Path]]:
+    """List the images under ``source``.
+
+    Args:
+        source: An image file (taken as is, whatever its name) or a folder, searched
+            recursively; hidden files and folders (names starting with ``.``) are left out.
+
+    Returns:
+        ``(images, skipped)``: the image files in sorted order, and the other files of a folder
+        (names without an image ending), which are not read.
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist.
+    """
+    source = Path(source)
+    if source.is_file():
+        return [source], []
+    if not source.is_dir():
+        raise FileNotFoundError(f'{source}: no such file or folder; pass an image or a folder '
+                                'of images')
+    images: List[Path] = []
+    skipped: List[Path] = []
+    for path in sorted(source.rglob('*')):
+        if not path.is_file() or any(part.startswith('.')
+                                     for part in path.relative_to(source).parts):
+            continue
+        (images if is_image_name(path) else skipped).append(path)
+    return images, skipped
+
+
+def decode_image(content: bytes, color_type: str = 'color',
+                 backend: Optional[str] = None) -> Optional[np.ndarray]:
+    """Decode image bytes to an ``[H, W, C]`` uint8 array in BGR order; None if undecodable."""
+    try:
+        image = mmcv.imfrombytes(content, flag=color_type, backend=backend)
+    except Exception:  # noqa: BLE001  (decoders raise many types on bad data)
+        return None
+    if image is None or image.size == 0:
+        return None
+    return image
+
+
+def read_image(path: PathLike, color_type: str = 'color',
+               backend: Optional[str] = None) -> np.ndarray:
+    """Read one image file as ``LoadImageFromFile`` would (BGR uint8).
+
+    Args:
+        path: Image file.
+        color_type: ``LoadImageFromFile``'s ``color_type`` (``'color'``, ``'grayscale'``, ...).
+        backend: ``LoadImageFromFile``'s ``imdecode_backend`` (None: mmcv's default, cv2).
+
+    Raises:
+        ImageReadError: the file is missing, unreadable, empty or not a decodable image.
+    """
+    path = Path(path)
+    try:
+        content = path.read_bytes()
+    except OSError as err:
+        raise ImageReadError(f'{path}: cannot read the file ({err.strerror or err})') from err
+    if not content:
+        raise ImageReadError(f'{path}: the file is empty')
+    image = decode_image(content, color_type, backend)
+    if image is None:
+        raise ImageReadError(f'{path}: not a decodable image ({len(content)} bytes); the file is '
+                             'corrupt, truncated or of an unsupported format')
+    return image

@@ -1,0 +1,172 @@
+"""Build a classifier from a config and load its weights, for inference and explanation.
+
+Works with full training checkpoints (optimizer state, ``message_hub``: read through the
+``weights_only=False`` local loader that importing any part of ``hifuse_mm`` registers, see
+:mod:`hifuse_mm.utils.compat`), with slim checkpoints from
+``tools/model_converters/publish_model.py`` and with converted released weights.
+"""
+from __future__ import annotations
+
+import copy
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmengine.runner.checkpoint import load_checkpoint
+
+ConfigLike = Union[str, Path, Config]
+
+
+class ModelLoadError(RuntimeError):
+    """The config or the checkpoint cannot give a working model; the message says why."""
+
+
+@dataclass
+class LoadedModel:
+    """A classifier ready for inference.
+
+    Attributes:
+        model: MMPretrain ``ImageClassifier`` in eval mode on ``device``.
+        cfg: The config it was built from.
+        classes: Class names in label order.
+        device: Where the model lives.
+        checkpoint_meta: The checkpoint's ``meta`` dict (empty when it has none).
+    """
+
+    model: nn.Module
+    cfg: Config
+    classes: Tuple[str, ...]
+    device: torch.device
+    checkpoint_meta: dict
+
+
+def resolve_device(device: Optional[Union[str, torch.device]] = None) -> torch.device:
+    """``device`` as a :class:`torch.device`; None picks CUDA when available, else the CPU."""
+    if device is None:
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    device = torch.device(device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ModelLoadError(f'device {device} requested but CUDA is not available; '
+                             'use --device cpu')
+    return device
+
+
+def load_config(config: ConfigLike, cfg_options: Optional[dict] = None) -> Config:
+    """Read a config file (a :class:`Config` is copied), then apply ``cfg_options``.
+
+    Args:
+        config: Config file or object.
+        cfg_options: Overrides as ``--cfg-options`` gives them, e.g.
+            ``{'test_dataloader.dataset.pipeline.1.scale': 128}``.
+    """
+    if isinstance(config, Config):
+        cfg = copy.deepcopy(config)
+    else:
+        path = Path(config)
+        if not path.is_file():
+            raise ModelLoadError(f'{path}: config file not found; pass a config such as '
+                                 'configs/hifuse/hifuse-tiny_isic2018.py')
+        cfg = Config.fromfile(str(path))
+        if 'model' not in cfg:
+            raise ModelLoadError(f'{path}: the config has no `model`; pass a model config')
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def num_classes_of(cfg: Config) -> Optional[int]:
+    """Number of classes of the config's head (None when it does not say)."""
+    head = cfg.model.get('head') or {}
+    return head.get('num_classes')
+
+
+def _read_class_file(path: str) -> Tuple[str, ...]:
+    return tuple(line.strip() for line in Path(path).expanduser().read_text().splitlines()
+                 if line.strip())
+
+
+def class_names(cfg: Config, meta: dict, num_classes: Optional[int]) -> Tuple[str, ...]:
+    """Class names: the checkpoint's ``dataset_meta``, else the config's test dataset classes.
+
+    Falls back to ``class_0, class_1, ...`` when neither names them (or the count is wrong).
+    """
+    candidates = []
+    dataset_meta = meta.get('dataset_meta') or {}
+    if dataset_meta.get('classes'):
+        candidates.append(dataset_meta['classes'])
+    dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
+    if dataset.get('classes'):
+        candidates.append(dataset['classes'])
+    if cfg.get('classes'):
+        candidates.append(cfg['classes'])
+    for classes in candidates:
+        if isinstance(classes, str):
+            try:
+                classes = _read_class_file(classes)
+            except OSError:
+                continue
+        classes = tuple(str(name) for name in classes)
+        if num_classes is None or len(classes) == num_classes:
+            return classes
+    count = num_classes or 0
+    return tuple(f'class_{i}' for i in range(count))
+
+
+def _read_checkpoint(model: nn.Module, checkpoint: Union[str, Path]) -> dict:
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise ModelLoadError(f'{path}: checkpoint file not found')
+    try:
+        loaded = load_checkpoint(model, str(path), map_location='cpu', strict=True,
+                                 logger='silent')
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as err:
+        raise ModelLoadError(f'{path}: not a readable PyTorch checkpoint ({err})') from err
+    except RuntimeError as err:
+        message = str(err)
+        if 'state_dict' in message or 'size mismatch' in message or 'missing' in message:
+            raise ModelLoadError(
+                f'{path} does not fit the model of the config ({message.strip()[:600]}). '
+                'Pass the config the checkpoint was trained with.') from err
+        raise ModelLoadError(f'{path}: cannot load the checkpoint ({message})') from err
+    return loaded.get('meta') or {}
+
+
+def load_model(config: ConfigLike, checkpoint: Union[str, Path],
+               device: Optional[Union[str, torch.device]] = None,
+               cfg_options: Optional[dict] = None) -> LoadedModel:
+    """Build the config's model, load ``checkpoint`` into it (strictly) and put it in eval mode.
+
+    Args:
+        config: Config file or object (its ``model``, ``data_preprocessor`` and test pipeline
+            are used).
+        checkpoint: A checkpoint written by our training, a published (slim) one or converted
+            released weights.
+        device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``...; None: CUDA when available.
+        cfg_options: Config overrides (see :func:`load_config`).
+
+    Raises:
+        ModelLoadError: a file is missing or unreadable, or the checkpoint does not fit the
+            config's model.
+    """
+    from mmpretrain.registry import MODELS
+
+    cfg = load_config(config, cfg_options)
+    device = resolve_device(device)
+    model_cfg = cfg.model.copy()
+    # As mmengine's Runner does: the top-level data_preprocessor belongs to the model.
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmpretrain')):
+        model = MODELS.build(model_cfg)
+    meta = _read_checkpoint(model, checkpoint)
+    model.to(device).eval()
+    classes = class_names(cfg, meta, num_classes_of(cfg))
+    return LoadedModel(model=model, cfg=cfg, classes=classes, device=device,
+                       checkpoint_meta=dict(meta))
+
