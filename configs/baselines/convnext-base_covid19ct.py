@@ -1,0 +1,7 @@
+# ConvNeXt-B on COVID19-CT, trained from scratch with the HiFuse recipe (comparison baseline).
+_base_ = [
+    '../_base_/models/baselines/convnext-base.py',
+    '../_base_/baselines/recipe_covid19ct.py',
+]
+
+model = dict(head=dict(num_classes=2))

@@ -1,0 +1,7 @@
+# DeiT-B on ISIC 2018, trained from scratch with the HiFuse recipe (comparison baseline).
+_base_ = [
+    '../_base_/models/baselines/deit-base.py',
+    '../_base_/baselines/recipe_isic2018.py',
+]
+
+model = dict(head=dict(num_classes=7))

@@ -1,0 +1,7 @@
+# ViT-B/32 on Kvasir, trained from scratch with the HiFuse recipe (comparison baseline).
+_base_ = [
+    '../_base_/models/baselines/vit-base-p32.py',
+    '../_base_/baselines/recipe_kvasir.py',
+]
+
+model = dict(head=dict(num_classes=8))
