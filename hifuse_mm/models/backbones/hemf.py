@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
+from .. import fast_paths
 from ..layers import (EGFStage, ELFBlock, conv_stem, downsample_layer,
                       run_block)
 from .common import (RELEASED_INIT, TwoBranchBackbone, linear_drop_path_rates,
@@ -220,6 +221,8 @@ class HEMF(TwoBranchBackbone):
 
     def forward(self, x: torch.Tensor) -> tuple:
         self._check_input(x)
+        if fast_paths.enabled():
+            x = x.contiguous(memory_format=torch.channels_last)
         outs = []
         local_x = global_x = x
         for i in range(self.num_stages):

@@ -11,6 +11,7 @@ import torch.nn as nn
 from mmcv.cnn.bricks.transformer import PatchEmbed
 from mmpretrain.registry import MODELS
 
+from .. import fast_paths
 from ..layers import (GlobalStage, LocalBlock, conv_stem, downsample_layer,
                       run_block)
 from .common import (RELEASED_INIT, TwoBranchBackbone, linear_drop_path_rates,
@@ -184,6 +185,9 @@ class HiFuse(TwoBranchBackbone):
 
     def forward(self, x: torch.Tensor) -> tuple:
         self._check_input(x)
+        fast = fast_paths.enabled()
+        if fast:
+            x = x.contiguous(memory_format=torch.channels_last)
         outs = []
         local_x = x
         if self.with_global_branch:
@@ -196,7 +200,8 @@ class HiFuse(TwoBranchBackbone):
             if self.with_global_branch:
                 tokens, hw_shape = self.global_stages[i](tokens, hw_shape)
                 global_x = tokens.view(-1, *hw_shape, tokens.shape[-1])
-                maps += (global_x.permute(0, 3, 1, 2).contiguous(), )
+                global_x = global_x.permute(0, 3, 1, 2)
+                maps += (global_x if fast else global_x.contiguous(), )
             if i in self.out_indices:
                 outs.append(maps)
         return tuple(outs)

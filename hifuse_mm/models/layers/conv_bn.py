@@ -4,6 +4,8 @@ from typing import Optional
 
 import torch.nn as nn
 
+from .pointwise_conv import PointwiseConv2d
+
 
 def conv_bn(in_channels: int,
             out_channels: int,
@@ -21,13 +23,18 @@ def conv_bn(in_channels: int,
     ignores it, which is why its IRMLP 3x3 convolution is dense (see
     :class:`~hifuse_mm.models.layers.IRMLP`).
     """
-    layers = OrderedDict(conv=nn.Conv2d(
-        in_channels,
-        out_channels,
-        kernel_size,
-        padding=(kernel_size - 1) // 2,
-        bias=bias,
-        groups=groups))
+    if kernel_size == 1 and groups == 1:
+        # nn.Conv2d with a matmul fast path (same parameters).
+        conv = PointwiseConv2d(in_channels, out_channels, bias=bias)
+    else:
+        conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            padding=(kernel_size - 1) // 2,
+            bias=bias,
+            groups=groups)
+    layers = OrderedDict(conv=conv)
     if with_bn:
         layers['bn'] = nn.BatchNorm2d(out_channels)
     if act is not None:

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 
+from .. import fast_paths
 from .manhattan_attention import ManhattanSelfAttention
 from .manhattan_rel_pos import ManhattanRelPos2d
 
@@ -71,4 +72,6 @@ class EGFStage(nn.Module):
         for attn, fc, drop_path in zip(self.attns, self.fcs, self.drop_paths):
             x = self.norm1(x + drop_path(attn(x, rel_pos)))
             x = self.norm2(x + drop_path(fc(x)))
-        return x.permute(0, 3, 1, 2).contiguous()
+        x = x.permute(0, 3, 1, 2)
+        # Fast path: stay channels-last (no copy back to NCHW memory).
+        return x if fast_paths.enabled() else x.contiguous()

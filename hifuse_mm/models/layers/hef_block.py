@@ -1,19 +1,17 @@
 """HEMF's hierarchical enhanced feature (HEF) fusion block."""
-from typing import Optional
-
 import torch
-import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 from mmpretrain.models.utils import build_norm_layer
 
 from .conv_bn import conv_bn
+from .fusion_block import FusionBlock
 from .fusion_path import FusionPath
 from .irmlp import SIRMLP
 from .mixed_attention import MixedAttention
 from .stems import LN2D_CFG
 
 
-class HEFBlock(nn.Module):
+class HEFBlock(FusionBlock):
     """One HEF block (HEMF eqs. 7-9, Fig. 3).
 
     ``F_i = SIRMLP(LN(Concat[MA_g(G_i), MA_l(L_i), F^_i])) + F~_i``:
@@ -69,16 +67,8 @@ class HEFBlock(nn.Module):
             self.mlp = conv_bn(3 * channels, channels, bias=False)
         self.drop_path = DropPath(drop_path_rate)
 
-    def forward(self,
-                local_feat: torch.Tensor,
-                global_feat: torch.Tensor,
-                prev: Optional[torch.Tensor] = None) -> torch.Tensor:
-        fused, shortcut = self.fusion(local_feat, global_feat, prev)
-        x = torch.cat([
-            self.global_attn(global_feat),
-            self.local_attn(local_feat), fused
-        ], dim=1)
-        x = self.drop_path(self.mlp(self.norm(x)))
-        if shortcut is not None:
-            x = x + shortcut
-        return x
+    def attend_global(self, x: torch.Tensor) -> torch.Tensor:
+        return self.global_attn(x)
+
+    def attend_local(self, x: torch.Tensor) -> torch.Tensor:
+        return self.local_attn(x)

@@ -1,6 +1,4 @@
 """HiFuse's hierarchical feature fusion (HFF) block."""
-from typing import Optional
-
 import torch
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
@@ -8,13 +6,14 @@ from mmpretrain.models.utils import build_norm_layer
 
 from .channel_attention import ChannelAttention
 from .conv_bn import conv_bn
+from .fusion_block import FusionBlock
 from .fusion_path import FusionPath
 from .irmlp import IRMLP
 from .spatial_attention import SpatialAttention
 from .stems import LN2D_CFG
 
 
-class HFFBlock(nn.Module):
+class HFFBlock(FusionBlock):
     """One HFF block (HiFuse eq. 5, Fig. 2).
 
     ``F_i = IRMLP(LN(Concat[CA(G_i), SA(L_i), F^_i])) + F~_i``: spatial
@@ -68,16 +67,8 @@ class HFFBlock(nn.Module):
             self.mlp = conv_bn(3 * channels, channels, bias=False)
         self.drop_path = DropPath(drop_path_rate)
 
-    def forward(self,
-                local_feat: torch.Tensor,
-                global_feat: torch.Tensor,
-                prev: Optional[torch.Tensor] = None) -> torch.Tensor:
-        fused, shortcut = self.fusion(local_feat, global_feat, prev)
-        x = torch.cat([
-            self.channel_attn(global_feat),
-            self.spatial_attn(local_feat), fused
-        ], dim=1)
-        x = self.drop_path(self.mlp(self.norm(x)))
-        if self.with_shortcut and shortcut is not None:
-            x = x + shortcut
-        return x
+    def attend_global(self, x: torch.Tensor) -> torch.Tensor:
+        return self.channel_attn(x)
+
+    def attend_local(self, x: torch.Tensor) -> torch.Tensor:
+        return self.spatial_attn(x)

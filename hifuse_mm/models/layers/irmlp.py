@@ -3,6 +3,8 @@ import torch
 import torch.nn as nn
 
 from .conv_bn import conv_bn
+from .im2col_conv import Im2colConv2d
+from .pointwise_conv import PointwiseConv2d
 
 
 class IRMLP(nn.Module):
@@ -33,7 +35,8 @@ class IRMLP(nn.Module):
                  depthwise: bool = True) -> None:
         super().__init__()
         hidden = in_channels * expand_ratio
-        self.spatial_conv = nn.Conv2d(
+        conv = nn.Conv2d if depthwise else Im2colConv2d  # same parameters
+        self.spatial_conv = conv(
             in_channels,
             in_channels,
             3,
@@ -42,7 +45,7 @@ class IRMLP(nn.Module):
             groups=in_channels if depthwise else 1)
         self.act = nn.GELU()
         self.norm = nn.BatchNorm2d(in_channels)
-        self.expand = nn.Conv2d(in_channels, hidden, 1, bias=False)
+        self.expand = PointwiseConv2d(in_channels, hidden, bias=False)
         self.project = conv_bn(hidden, out_channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

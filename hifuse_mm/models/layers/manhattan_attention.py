@@ -1,8 +1,15 @@
 """Manhattan self-attention (MaSA, RMT), decomposed or full: HEMF's EGF."""
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from .manhattan_rel_pos import RelPos2d, apply_rotary
+from .. import fast_paths
+from .depthwise_conv import DepthwiseConv2d
+from .manhattan_rel_pos import RelPos2d, apply_rotary, rotate_pairs
+
+
+#: Fast path: fused attention on maps with at least this many tokens.
+FUSED_MIN_TOKENS = 48 * 48
 
 
 class ManhattanSelfAttention(nn.Module):
@@ -29,6 +36,24 @@ class ManhattanSelfAttention(nn.Module):
     are plain ``torch.matmul`` calls (counted as attention FLOPs by
     :mod:`hifuse_mm.utils.complexity`).
 
+    Fast path (:mod:`~hifuse_mm.models.fast_paths`), same function:
+
+    * ``q`` and ``k`` are rotated in the compute dtype and the decay masks
+      are cast to it (under autocast the plain path promotes to fp32 and
+      runs mixed-dtype broadcasts, which are several times slower on the
+      CPU);
+    * without autograd (inference) and on maps of at least
+      :data:`FUSED_MIN_TOKENS` tokens (stage 1 at 224 px), each softmax
+      attention is one
+      :func:`torch.nn.functional.scaled_dot_product_attention` call with the
+      log-decay mask as the additive float mask and ``scale=1`` (``k``
+      already carries ``head_dim^-0.5``); the decomposed form runs image by
+      image so that the row pass, the column pass and the output are all
+      strided views of one ``[H, W, heads, d]`` layout (no transposing
+      copies). Elsewhere the plain matmuls run: on this CPU build the fused
+      kernel is slower on smaller maps (head dimension 24-96, 7-28 tokens
+      per row) and in the backward.
+
     Args:
         embed_dims: Channels ``C``.
         num_heads: Heads (HEMF: 8 in every stage).
@@ -52,12 +77,8 @@ class ManhattanSelfAttention(nn.Module):
         self.q_proj = nn.Linear(embed_dims, embed_dims)
         self.k_proj = nn.Linear(embed_dims, embed_dims)
         self.v_proj = nn.Linear(embed_dims, embed_dims)
-        self.lepe = nn.Conv2d(
-            embed_dims,
-            embed_dims,
-            lepe_kernel,
-            padding=lepe_kernel // 2,
-            groups=embed_dims)
+        # nn.Conv2d(C, C, k, padding=k // 2, groups=C), same parameters.
+        self.lepe = DepthwiseConv2d(embed_dims, lepe_kernel)
         self.out_proj = nn.Linear(embed_dims, embed_dims)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,6 +88,8 @@ class ManhattanSelfAttention(nn.Module):
                          self.head_dim).permute(0, 3, 1, 2, 4)
 
     def forward(self, x: torch.Tensor, rel_pos: RelPos2d) -> torch.Tensor:
+        if fast_paths.enabled():
+            return self._forward_fast(x, rel_pos)
         b, h, w, c = x.shape
         v = self.v_proj(x)
         lepe = self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
@@ -78,6 +101,53 @@ class ManhattanSelfAttention(nn.Module):
         else:
             out = self._full(q, k, v, *rel_pos.masks)
         return self.out_proj(out.reshape(b, h, w, c) + lepe)
+
+    def _rotated_qk(self, x: torch.Tensor, rel_pos: RelPos2d):
+        """Rotated ``q`` and ``k * scale``, ``[B, H, W, heads, d]`` each.
+
+        As the plain path, but the rotation runs in the projections' dtype:
+        under autocast the plain path's fp32 rotary terms promote ``q`` and
+        ``k`` to fp32.
+        """
+        b, h, w, c = x.shape
+        q = self.q_proj(x).view(b, h, w, self.num_heads, self.head_dim)
+        k = (self.k_proj(x) * self.scale).view(q.shape)
+        cos = rel_pos.cos.to(q.dtype).unsqueeze(-2)
+        sin = rel_pos.sin.to(q.dtype).unsqueeze(-2)
+        return (torch.addcmul(q * cos, rotate_pairs(q), sin),
+                torch.addcmul(k * cos, rotate_pairs(k), sin))
+
+    def _forward_fast(self, x: torch.Tensor,
+                      rel_pos: RelPos2d) -> torch.Tensor:
+        b, h, w, c = x.shape
+        v = self.v_proj(x)
+        lepe = self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        # The fused kernel only pays off on large maps (stage 1 at 224 px):
+        # on this CPU build it is slower than the batched matmuls below
+        # 48x48 tokens, and its backward is slower too.
+        grad = fast_paths.needs_grad(x, v, self.q_proj.weight)
+        fused = h * w >= FUSED_MIN_TOKENS and (not grad
+                                               or v.dtype == torch.float32)
+        q, k = self._rotated_qk(x, rel_pos)
+        v = v.view(b, h, w, self.num_heads, self.head_dim)
+        if self.decomposed and fused and not grad:
+            out = self._decomposed_fused(q, k, v, lepe, *rel_pos.masks)
+            return self.out_proj(out)
+        if self.decomposed and fused:
+            out = self._decomposed_sdpa(q, k, v, *rel_pos.masks)
+            return self.out_proj(out.reshape(b, h, w, c) + lepe)
+        # To the plain path's [B, heads, H, W, d] views (no copies), masks in
+        # the compute dtype (under autocast a bf16 + fp32 broadcast add
+        # runs an unvectorised loop, ~5x slower).
+        q, k, v = (t.permute(0, 3, 1, 2, 4) for t in (q, k, v))
+        masks = [m.to(q.dtype) for m in rel_pos.masks]
+        if self.decomposed:
+            out = self._decomposed(q, k, v, *masks)
+        elif fused:
+            out = self._full_fused(q, k, v, *masks)
+        else:
+            out = self._full(q, k, v, *masks)
+        return self.out_proj(out.reshape(b, h, w, c) + lepe.to(out.dtype))
 
     @staticmethod
     def _decomposed(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -101,4 +171,68 @@ class ManhattanSelfAttention(nn.Module):
         b, n, h, w, d = q.shape
         q, k, v = (t.flatten(2, 3) for t in (q, k, v))
         out = torch.softmax(q @ k.transpose(-1, -2) + mask, dim=-1) @ v
+        return out.transpose(1, 2).reshape(b, h, w, n, d)
+
+    @staticmethod
+    def _decomposed_fused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          lepe: torch.Tensor, mask_h: torch.Tensor,
+                          mask_w: torch.Tensor) -> torch.Tensor:
+        """:meth:`_decomposed` + LePE through fused attention calls.
+
+        ``q``, ``k``, ``v``: ``[B, H, W, heads, d]``; ``lepe``: ``[B, H, W,
+        C]``; returns ``attention + lepe`` as ``[B, H, W, C]``. One image at
+        a time, every operand is a strided view of an ``[H, W, heads, d]``
+        tensor (the fused kernel writes its output in that layout too), so
+        nothing is transposed; the sum with LePE writes the result. The
+        masks get a leading batch dimension: this CPU build's fused kernel
+        takes only 4-D masks (a 3-D one falls back to the unfused path).
+        """
+        b, h, w, n, d = q.shape
+        mask_w = mask_w.to(q.dtype)[None]
+        mask_h = mask_h.to(q.dtype)[None]
+        out = torch.empty(b, h, w, n * d, device=q.device,
+                          dtype=torch.promote_types(q.dtype, lepe.dtype))
+        for i in range(b):
+            # Rows: batch H, heads, W tokens.
+            rows = F.scaled_dot_product_attention(
+                q[i].transpose(1, 2), k[i].transpose(1, 2),
+                v[i].transpose(1, 2), attn_mask=mask_w, scale=1.)
+            # Columns: batch W, heads, H tokens; values = the rows' output.
+            cols = F.scaled_dot_product_attention(
+                q[i].permute(1, 2, 0, 3), k[i].permute(1, 2, 0, 3),
+                rows.permute(2, 1, 0, 3), attn_mask=mask_h, scale=1.)
+            torch.add(cols.permute(2, 0, 1, 3), lepe[i].view(h, w, n, d),
+                      out=out[i].view(h, w, n, d))
+        return out
+
+    @staticmethod
+    def _decomposed_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                         mask_h: torch.Tensor,
+                         mask_w: torch.Tensor) -> torch.Tensor:
+        """:meth:`_decomposed` as two batched fused calls (differentiable).
+
+        ``q``, ``k``, ``v``: ``[B, H, W, heads, d]``; returns ``[B, H, W,
+        heads, d]``.
+        """
+        b, h, w, n, d = q.shape
+        # Rows: [B * H, heads, W, d] (views).
+        rows = F.scaled_dot_product_attention(
+            *(t.transpose(2, 3).reshape(b * h, n, w, d) for t in (q, k, v)),
+            attn_mask=mask_w.to(q.dtype)[None], scale=1.).view(b, h, n, w, d)
+        # Columns: [B * W, heads, H, d].
+        q_c, k_c = (t.permute(0, 2, 3, 1, 4).reshape(b * w, n, h, d)
+                    for t in (q, k))
+        v_c = rows.permute(0, 3, 2, 1, 4).reshape(b * w, n, h, d)
+        out = F.scaled_dot_product_attention(
+            q_c, k_c, v_c, attn_mask=mask_h.to(q.dtype)[None], scale=1.)
+        return out.view(b, w, n, h, d).permute(0, 3, 1, 2, 4)
+
+    @staticmethod
+    def _full_fused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                    mask: torch.Tensor) -> torch.Tensor:
+        """:meth:`_full` through one fused attention call."""
+        b, n, h, w, d = q.shape
+        q, k, v = (t.flatten(2, 3) for t in (q, k, v))
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask.to(q.dtype)[None], scale=1.)
         return out.transpose(1, 2).reshape(b, h, w, n, d)

@@ -8,8 +8,11 @@ HEMF's branches use them (HiFuse paper Table 1, 'stem').
 import torch.nn as nn
 from mmpretrain.models.utils import build_norm_layer
 
-#: The authors' channels-first LayerNorm uses eps 1e-6 everywhere.
-LN2D_CFG = dict(type='LN2d', eps=1e-6)
+from .layer_norm_2d import LayerNorm2d  # noqa: F401 (registers HiFuseLN2d)
+
+#: The authors' channels-first LayerNorm uses eps 1e-6 everywhere. It is
+#: mmpretrain's ``LN2d`` with a copy-free fast path (:class:`LayerNorm2d`).
+LN2D_CFG = dict(type='HiFuseLN2d', eps=1e-6)
 
 
 def conv_stem(in_channels: int,
