@@ -6,6 +6,12 @@ compat fixes (``persistent_workers`` only with workers; gloo and CPU DDP for ``-
 CPU-only hosts) and a CPU-capable ``--amp``. ``tools/demo.py`` and ``tools/kfold.py`` reuse the
 same functions.
 
+Run safety (SECURITY.md, :mod:`hifuse_mm.engine`): checkpoints load weights-only unless
+``--trust-checkpoint`` (or a ``--resume`` of a checkpoint our training signed); every run gets
+the hooks of :data:`hifuse_mm.engine.RUN_HOOKS` (exact resume, stop on a NaN/inf loss, class
+count check, skipped-image report); ``--skip-bad-images`` leaves bad images out instead of
+stopping; errors that say what to do are printed without a traceback (exit status 1).
+
 The test tool also writes a report into the run's timestamped log folder
 (``<work_dir>/<YYYYmmdd_HHMMSS>/``, so an earlier run's report is never overwritten):
 ``metrics.json``, ``predictions.csv``, ``confusion_matrix.png`` and ``roc.png``
@@ -23,8 +29,9 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import mmengine
 import torch
@@ -33,10 +40,16 @@ from mmengine.dist import get_rank
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from .datasets import BadImageError, DatasetError
+from .engine import (RUN_HOOKS, CheckpointMismatchError, ClassCountMismatchError,
+                     NonFiniteLossError, UntrustedCheckpointError, trust_all_checkpoints)
 from .evaluation import MedicalMetrics, write_test_report
 from .utils import compat
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+#: Errors whose message names the file or key and what to do: shown without a traceback.
+CLEAR_ERRORS = (UntrustedCheckpointError, CheckpointMismatchError, NonFiniteLossError,
+                BadImageError, ClassCountMismatchError, DatasetError)
 
 
 def _add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +60,18 @@ def _add_common_args(parser: argparse.ArgumentParser) -> None:
                         '(applied last)')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision (bf16 autocast on CPU-only hosts)')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the model (falls back to eager with a warning '
+                        'when compiling fails; see docs/benchmarks.md)')
     parser.add_argument('--no-pin-memory', action='store_true',
                         help='do not pin dataloader memory')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='allow full unpickling of a checkpoint that does not load '
+                        'weights-only; this can run code, use it only for files you trust '
+                        '(SECURITY.md)')
+    parser.add_argument('--skip-bad-images', action='store_true',
+                        help='leave out missing or undecodable images (all listed at the end) '
+                        'instead of stopping at the first one')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
     # torch.distributed.launch passes --local-rank (older versions --local_rank).
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -133,10 +156,65 @@ def _set_dataloader_defaults(cfg: Config, pin_memory: bool,
 
 
 def _finish(cfg: Config, args: argparse.Namespace) -> Config:
+    if args.compile:
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [dict(type='CompileModelHook')]
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    add_run_hooks(cfg)
+    if getattr(args, 'skip_bad_images', False):
+        skip_bad_images(cfg)
     compat.configure(cfg, args.launcher)
     return cfg
+
+
+def reproducible_workers(cfg: Config) -> None:
+    """With ``randomness.deterministic``: training dataloader workers that start afresh every
+    epoch, seeded from (seed, epoch), so that ``--resume`` repeats a run exactly (see
+    :mod:`hifuse_mm.engine.hooks.epoch_reseed_hook`). The config's own ``worker_init_fn``
+    wins."""
+    loader = cfg.get('train_dataloader')
+    if not (cfg.get('randomness') or {}).get('deterministic') or not loader \
+            or not loader.get('num_workers') or 'worker_init_fn' in loader:
+        return
+    loader['worker_init_fn'] = dict(type='epoch_worker_seed')
+    loader['persistent_workers'] = False
+
+
+def add_run_hooks(cfg: Config) -> None:
+    """Add the hooks of :data:`hifuse_mm.engine.RUN_HOOKS` the config does not have yet
+    (exact resume, NaN/inf loss stop, class-count check, skipped-image report)."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    present = {str(hook.get('type')).split('.')[-1] for hook in hooks if isinstance(hook, dict)}
+    cfg.custom_hooks = hooks + [dict(type=name) for name in RUN_HOOKS if name not in present]
+
+
+def skip_bad_images(cfg: Config) -> None:
+    """``--skip-bad-images``: set ``skip_bad_images=True`` on every dataloader's dataset."""
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import DATASETS
+
+    from .datasets import MedicalImageDataset
+    for key in compat.DATALOADER_KEYS:
+        dataset = (cfg.get(key) or {}).get('dataset')
+        if dataset is None:
+            continue
+        with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmpretrain')):
+            kind = DATASETS.get(dataset.get('type')) if isinstance(dataset.get('type'), str) \
+                else dataset.get('type')
+        if not (isinstance(kind, type) and issubclass(kind, MedicalImageDataset)):
+            raise SystemExit(f'--skip-bad-images needs hifuse_mm datasets (MedicalImageDataset, '
+                             f'ISIC2018, Kvasir, COVID19CT); {key}.dataset is '
+                             f'{dataset.get("type")!r}')
+        dataset['skip_bad_images'] = True
+
+
+@contextmanager
+def clear_errors() -> Iterator[None]:
+    """Turn the errors that already say what to do into ``error: ...`` exits (status 1)."""
+    try:
+        yield
+    except CLEAR_ERRORS as err:
+        raise SystemExit(f'error: {err}') from None
 
 
 def train_config(args: argparse.Namespace) -> Config:
@@ -157,7 +235,9 @@ def train_config(args: argparse.Namespace) -> Config:
         cfg.auto_scale_lr.enable = True
     _set_dataloader_defaults(cfg, pin_memory=not args.no_pin_memory,
                              persistent_workers=not args.no_persistent_workers)
-    return _finish(cfg, args)
+    cfg = _finish(cfg, args)
+    reproducible_workers(cfg)
+    return cfg
 
 
 def _add_flip_tta(cfg: Config) -> None:
@@ -298,12 +378,15 @@ def _close_process_group() -> None:
 
 def train_main(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point of ``tools/train.py``."""
-    run_train(train_config(train_parser().parse_args(argv)))
+    args = train_parser().parse_args(argv)
+    with clear_errors(), trust_all_checkpoints(args.trust_checkpoint):
+        run_train(train_config(args))
     _close_process_group()
 
 
 def test_main(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point of ``tools/test.py``."""
     args = test_parser().parse_args(argv)
-    run_test(test_config(args), out=args.out, out_item=args.out_item)
+    with clear_errors(), trust_all_checkpoints(args.trust_checkpoint):
+        run_test(test_config(args), out=args.out, out_item=args.out_item)
     _close_process_group()

@@ -48,6 +48,8 @@ def kfold_parser() -> argparse.ArgumentParser:
     parser.add_argument('--work-dir', help='output folder (default: '
                         'work_dirs/<config name>_kfold)')
     parser.add_argument('--amp', action='store_true', help='mixed precision')
+    parser.add_argument('--skip-bad-images', action='store_true',
+                        help='leave out missing or undecodable images (listed at the end)')
     parser.add_argument('--launcher', choices=cli.LAUNCHERS, default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
@@ -121,6 +123,8 @@ def _common(args: argparse.Namespace) -> List[str]:
     argv = ['--launcher', args.launcher, '--local-rank', str(args.local_rank)]
     if args.amp:
         argv.append('--amp')
+    if getattr(args, 'skip_bad_images', False):
+        argv.append('--skip-bad-images')
     return argv
 
 
@@ -191,5 +195,6 @@ def run_kfold(args: argparse.Namespace) -> Dict[str, object]:
 
 def kfold_main(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point of ``tools/kfold.py``."""
-    run_kfold(kfold_parser().parse_args(argv))
+    with cli.clear_errors():
+        run_kfold(kfold_parser().parse_args(argv))
     cli._close_process_group()

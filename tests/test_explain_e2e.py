@@ -81,6 +81,23 @@ def test_test_images_are_classified(workspace, trained):
     assert accuracy >= 0.9
 
 
+def test_bf16_agrees_with_fp32_on_the_trained_model(workspace, trained, tmp_path):
+    """Issue 6's bar, with tools/analysis_tools/precision_agreement.py: bf16 autocast with the
+    fast paths predicts the class plain fp32 predicts for >= 99% of the held-out images (here
+    all 32), and both classify them as well as tools/test.py does (the config's normalisation
+    applied)."""
+    out = tmp_path / 'agreement.json'
+    proc = ok(call_tool(workspace, 'analysis_tools/precision_agreement.py', 'hifuse_small.py',
+                        trained / f'epoch_{EPOCHS}.pth', '--settings', 'fp32:plain',
+                        'bf16:fast', '--json', out))
+    assert '| bf16 fast | 32 |' in proc.stdout
+    results = json.loads(out.read_text())
+    assert results['bf16 fast']['agreement'] >= 0.99
+    assert 0 < results['bf16 fast']['max_abs_logit_diff'] < 0.25
+    assert results['fp32 plain']['accuracy'] >= 0.9
+    assert results['bf16 fast']['accuracy'] >= 0.9
+
+
 @pytest.mark.parametrize('method,margin,share', [('gradcam', 0.15, 0.65),
                                                  ('gradcam++', 0.3, 0.9)])
 def test_cam_energy_is_inside_the_lesion(workspace, trained, method, margin, share):

@@ -21,6 +21,17 @@ default_hooks = dict(
     visualization=dict(type='VisualizationHook', enable=False),
 )
 
+# Run safety (hifuse_mm.engine.hooks); tools/train.py and tools/test.py add any a config drops:
+# reseed the RNGs from (seed, epoch) every epoch so --resume repeats an uninterrupted run exactly;
+# stop at a NaN/inf loss keeping the last good checkpoint; refuse a head whose num_classes
+# differs from the dataset's; list the images --skip-bad-images left out at the end of the run.
+custom_hooks = [
+    dict(type='EpochReseedHook'),
+    dict(type='NonFiniteLossHook'),
+    dict(type='ClassCountCheckHook'),
+    dict(type='BadImageReportHook'),
+]
+
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),

@@ -17,6 +17,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from ..utils.speed import autocast_context, maybe_compile
 from .images import PathLike
 from .model_loading import ConfigLike, LoadedModel, load_model
 from .preprocess import ImagePreprocessor, PreparedImage
@@ -53,15 +54,29 @@ class Classifier:
             horizontal mirror (what ``tools/test.py --tta`` does with our configs).
         cfg_options: Config overrides, as ``--cfg-options`` gives them (e.g. another test
             pipeline input size).
+        precision: ``'fp32'`` (default), or ``'bf16'`` / ``'fp16'`` autocast (mixed precision;
+            bf16 is the fast one on CPUs with AMX / AVX512-BF16; see docs/benchmarks.md for
+            how often it changes a prediction). Probabilities are always computed in fp32.
+        compile: ``torch.compile`` the backbone, neck and head; falls back to eager with a
+            warning when compiling fails (:func:`hifuse_mm.utils.speed.maybe_compile`).
+        trust_checkpoint: Allow full unpickling of a checkpoint that does not load
+            weights-only; it can run code, so only for files you trust (SECURITY.md).
     """
 
     def __init__(self, config: ConfigLike, checkpoint: PathLike,
                  device: Optional[Union[str, torch.device]] = None, tta: bool = False,
-                 cfg_options: Optional[dict] = None) -> None:
-        self.loaded: LoadedModel = load_model(config, checkpoint, device, cfg_options)
+                 cfg_options: Optional[dict] = None, precision: str = 'fp32',
+                 compile: bool = False, trust_checkpoint: bool = False) -> None:
+        self.loaded: LoadedModel = load_model(config, checkpoint, device, cfg_options,
+                                              trust_checkpoint=trust_checkpoint)
         self.preprocessor = ImagePreprocessor(self.loaded.cfg,
                                               self.loaded.model.data_preprocessor)
         self.tta = tta
+        self.precision = precision
+        autocast_context(self.loaded.device, precision)  # validates the name early
+        self._forward = self._logits_fp32
+        if compile:
+            maybe_compile(self, method='_forward')
 
     @property
     def classes(self) -> Tuple[str, ...]:
@@ -83,11 +98,15 @@ class Classifier:
             return self.preprocessor.prepare(image)
         return self.preprocessor.prepare(self.read(image), path=image)
 
-    @torch.no_grad()
-    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Class scores before softmax for a normalised ``[B, C, H, W]`` batch."""
+    def _logits_fp32(self, inputs: torch.Tensor) -> torch.Tensor:
         model = self.loaded.model
         return model.head(model.extract_feat(inputs))
+
+    @torch.no_grad()
+    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Class scores before softmax for a normalised ``[B, C, H, W]`` batch (fp32)."""
+        with autocast_context(inputs.device, self.precision):
+            return self._forward(inputs).float()
 
     @torch.no_grad()
     def probabilities(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -1,15 +1,18 @@
 """Finding and decoding the images a user points a tool at.
 
-Decoding uses :func:`mmcv.imfrombytes`, the function behind the configs' ``LoadImageFromFile``,
-so an image read here reaches the model exactly as it does during ``tools/test.py``.
+Decoding uses :func:`hifuse_mm.datasets.decode_image_bytes`, the function behind the configs'
+``LoadImageFromFile`` (:mod:`hifuse_mm.datasets.loading`), so an image read here reaches the
+model exactly as it does during ``tools/test.py``, and a truncated or oversized file is refused
+the same way.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
-import mmcv
 import numpy as np
+
+from ..datasets.image_decoding import BadImageError, decode_image_bytes
 
 #: File name endings treated as images when a folder is searched (case-insensitive): those of
 #: MMPretrain's ``CustomDataset`` plus ``.tiff`` and ``.webp``.
@@ -60,14 +63,12 @@ def find_images(source: PathLike) -> Tuple[List[Path], List[Path]]:
 
 def decode_image(content: bytes, color_type: str = 'color',
                  backend: Optional[str] = None) -> Optional[np.ndarray]:
-    """Decode image bytes to an ``[H, W, C]`` uint8 array in BGR order; None if undecodable."""
+    """Decode image bytes to an ``[H, W, C]`` uint8 array in BGR order; None if undecodable
+    (the checks of :func:`hifuse_mm.datasets.decode_image_bytes`: truncated files too)."""
     try:
-        image = mmcv.imfrombytes(content, flag=color_type, backend=backend)
-    except Exception:  # noqa: BLE001  (decoders raise many types on bad data)
+        return decode_image_bytes(content, '<bytes>', color_type, backend)
+    except BadImageError:
         return None
-    if image is None or image.size == 0:
-        return None
-    return image
 
 
 def read_image(path: PathLike, color_type: str = 'color',
@@ -89,8 +90,7 @@ def read_image(path: PathLike, color_type: str = 'color',
         raise ImageReadError(f'{path}: cannot read the file ({err.strerror or err})') from err
     if not content:
         raise ImageReadError(f'{path}: the file is empty')
-    image = decode_image(content, color_type, backend)
-    if image is None:
-        raise ImageReadError(f'{path}: not a decodable image ({len(content)} bytes); the file is '
-                             'corrupt, truncated or of an unsupported format')
-    return image
+    try:
+        return decode_image_bytes(content, path, color_type, backend)
+    except BadImageError as err:
+        raise ImageReadError(f'{path}: {err.reason}') from err

@@ -1,9 +1,10 @@
 """Build a classifier from a config and load its weights, for inference and explanation.
 
-Works with full training checkpoints (optimizer state, ``message_hub``: read through the
-``weights_only=False`` local loader that importing any part of ``hifuse_mm`` registers, see
-:mod:`hifuse_mm.utils.compat`), with slim checkpoints from
-``tools/model_converters/publish_model.py`` and with converted released weights.
+Works with full training checkpoints (optimizer state, ``message_hub``), with slim checkpoints
+from ``tools/model_converters/publish_model.py`` and with converted released weights, all read
+with ``torch.load(weights_only=True)`` (:func:`hifuse_mm.engine.load_checkpoint_file`). A
+checkpoint that needs full unpickling is refused unless ``trust_checkpoint=True``
+(SECURITY.md); one that does not fit the config's model is refused with the mismatched keys.
 """
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from mmengine.runner.checkpoint import load_checkpoint
+from mmengine.runner.checkpoint import _load_checkpoint_to_model
+
+from ..engine import UntrustedCheckpointError, compare_state_dict, load_checkpoint_file
+from ..engine.state_dict_match import checkpoint_state_dict
 
 ConfigLike = Union[str, Path, Config]
 
@@ -118,28 +122,33 @@ def class_names(cfg: Config, meta: dict, num_classes: Optional[int]) -> Tuple[st
     return tuple(f'class_{i}' for i in range(count))
 
 
-def _read_checkpoint(model: nn.Module, checkpoint: Union[str, Path]) -> dict:
+def _read_checkpoint(model: nn.Module, checkpoint: Union[str, Path],
+                     trust_checkpoint: bool = False) -> dict:
     path = Path(checkpoint)
     if not path.is_file():
         raise ModelLoadError(f'{path}: checkpoint file not found')
     try:
-        loaded = load_checkpoint(model, str(path), map_location='cpu', strict=True,
-                                 logger='silent')
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as err:
+        loaded = load_checkpoint_file(path, map_location='cpu', trust=trust_checkpoint)
+    except UntrustedCheckpointError as err:
+        raise ModelLoadError(str(err)) from err
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, UnicodeDecodeError,
+            RuntimeError) as err:
         raise ModelLoadError(f'{path}: not a readable PyTorch checkpoint ({err})') from err
-    except RuntimeError as err:
-        message = str(err)
-        if 'state_dict' in message or 'size mismatch' in message or 'missing' in message:
-            raise ModelLoadError(
-                f'{path} does not fit the model of the config ({message.strip()[:600]}). '
-                'Pass the config the checkpoint was trained with.') from err
-        raise ModelLoadError(f'{path}: cannot load the checkpoint ({message})') from err
+    if not isinstance(loaded, dict) or not loaded:
+        raise ModelLoadError(f'{path}: not a checkpoint (holds a {type(loaded).__name__})')
+    mismatch = compare_state_dict(model, checkpoint_state_dict(loaded))
+    if mismatch:
+        raise ModelLoadError(
+            f'{path} does not fit the model of the config: {mismatch.describe()}. Pass the '
+            'config the checkpoint was trained with (same architecture and num_classes).')
+    _load_checkpoint_to_model(model, loaded, strict=True, logger='silent')
     return loaded.get('meta') or {}
 
 
 def load_model(config: ConfigLike, checkpoint: Union[str, Path],
                device: Optional[Union[str, torch.device]] = None,
-               cfg_options: Optional[dict] = None) -> LoadedModel:
+               cfg_options: Optional[dict] = None,
+               trust_checkpoint: bool = False) -> LoadedModel:
     """Build the config's model, load ``checkpoint`` into it (strictly) and put it in eval mode.
 
     Args:
@@ -149,10 +158,12 @@ def load_model(config: ConfigLike, checkpoint: Union[str, Path],
             released weights.
         device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``...; None: CUDA when available.
         cfg_options: Config overrides (see :func:`load_config`).
+        trust_checkpoint: Allow full unpickling of a checkpoint that does not load
+            weights-only (it can run code: only for files you trust).
 
     Raises:
-        ModelLoadError: a file is missing or unreadable, or the checkpoint does not fit the
-            config's model.
+        ModelLoadError: a file is missing or unreadable, the checkpoint needs full unpickling
+            and is not trusted, or it does not fit the config's model.
     """
     from mmpretrain.registry import MODELS
 
@@ -164,7 +175,7 @@ def load_model(config: ConfigLike, checkpoint: Union[str, Path],
         model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmpretrain')):
         model = MODELS.build(model_cfg)
-    meta = _read_checkpoint(model, checkpoint)
+    meta = _read_checkpoint(model, checkpoint, trust_checkpoint)
     model.to(device).eval()
     classes = class_names(cfg, meta, num_classes_of(cfg))
     return LoadedModel(model=model, cfg=cfg, classes=classes, device=device,

@@ -1,9 +1,10 @@
 """Publish a checkpoint: weights and plain metadata only, named with a content hash.
 
 Training checkpoints hold the optimizer, the schedulers and the ``message_hub`` (mmengine
-``HistoryBuffer`` and numpy objects), so on torch >= 2.6 they only load with
-``weights_only=False`` (full unpickling, which must not be used on files from elsewhere). A
-published checkpoint keeps ``state_dict`` and a ``meta`` of plain Python values (class names,
+``HistoryBuffer`` and numpy objects), so on torch >= 2.6 plain
+``torch.load(weights_only=True)`` refuses them (hifuse_mm reads them weights-only with an
+allowlist of those types, :mod:`hifuse_mm.engine.checkpoint_allowlist`; other tools cannot).
+A published checkpoint keeps ``state_dict`` and a ``meta`` of plain Python values (class names,
 the config text, epoch...), loads with ``torch.load(weights_only=True)`` and gives the same
 outputs. As MMPretrain's ``publish_model.py`` does, the file name gets the first 8 hex digits of
 the file's SHA-256, e.g. ``hifuse-tiny_isic2018-1a2b3c4d.pth``.
@@ -97,22 +98,33 @@ def hashed_name(out: PathLike, sha256: str) -> Path:
     return out.with_name(f'{stem}-{sha256[:HASH_DIGITS]}.pth')
 
 
-def publish_checkpoint(src: PathLike, out: PathLike) -> Published:
+def publish_checkpoint(src: PathLike, out: PathLike,
+                       trust_checkpoint: bool = False) -> Published:
     """Write the slim form of ``src`` as ``<out stem>-<sha256[:8]>.pth`` beside ``out``.
 
     Nothing is overwritten: if that name exists with the same bytes it is reported as already
     published; with other bytes, :class:`OutputExistsError` is raised.
 
+    Args:
+        src: The checkpoint (read weights-only, as every checkpoint; our training checkpoints
+            load that way).
+        out: Output name; the hash is added before ``.pth``.
+        trust_checkpoint: Allow full unpickling of ``src`` if it does not load weights-only
+            (it can run code: only for files you trust).
+
     Raises:
         FileNotFoundError: ``src`` is missing.
-        PublishError: ``src`` is not a checkpoint, or the result does not load weights-only.
+        PublishError: ``src`` is not a checkpoint, needs full unpickling and is not trusted,
+            or the result does not load weights-only.
     """
+    from ..engine import UntrustedCheckpointError, load_checkpoint_file
     src = Path(src)
     if not src.is_file():
         raise FileNotFoundError(f'{src}: checkpoint file not found')
     try:
-        # Our own training checkpoint: full unpickling, as for --resume.
-        checkpoint = torch.load(src, map_location='cpu', weights_only=False)
+        checkpoint = load_checkpoint_file(src, map_location='cpu', trust=trust_checkpoint)
+    except UntrustedCheckpointError as err:
+        raise PublishError(str(err)) from err
     except Exception as err:  # noqa: BLE001  (pickle/zip errors of many types)
         raise PublishError(f'{src}: not a readable PyTorch checkpoint ({err})') from err
     slim = slim_checkpoint(checkpoint)

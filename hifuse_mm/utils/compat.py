@@ -2,7 +2,8 @@
 
 :func:`apply` runs on ``import hifuse_mm`` and is idempotent. It installs the process-wide fixes:
 
-* A. checkpoint loading with ``weights_only=False`` for local files (torch>=2.6 default flip);
+* A. safe checkpoint loading for local files (torch>=2.6 made ``weights_only=True`` the default,
+  which mmengine 0.10.7 does not expect), plus atomic saving: :mod:`hifuse_mm.engine`;
 * C. the ``CPUAwareAmpOptimWrapper`` (``--amp`` on CPU-only hosts trains under bf16 autocast);
 * D. a CPU-aware ``mmengine.dist`` PyTorch initialiser (gloo, no ``torch.cuda.set_device``);
 * E. warning filters for known harmless warnings.
@@ -19,7 +20,6 @@ scores are then bf16 tensors: metrics must call ``.float()`` before ``.numpy()``
 from __future__ import annotations
 
 import importlib.util
-import os
 import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Union
@@ -51,21 +51,21 @@ def on_cpu_only_host() -> bool:
 # mmengine 0.10.7 calls torch.load without ``weights_only``, so full training checkpoints (their
 # message_hub pickles HistoryBuffer and numpy objects) fail to load for --resume and testing.
 # Upstream: https://github.com/open-mmlab/mmengine/issues/1655, fixed on main by
-# https://github.com/open-mmlab/mmengine/pull/1670 (unreleased). Only local files are affected:
-# remote URLs keep torch's safe default (publish slim, weights-only checkpoints for those).
+# https://github.com/open-mmlab/mmengine/pull/1670 (unreleased), which falls back to full
+# unpickling. We do not: local files load weights-only with an allowlist of the harmless types
+# mmengine pickles, and full unpickling needs trust (hifuse_mm.engine.safe_checkpoint,
+# SECURITY.md). Checkpoint writes become atomic there too.
 # ---------------------------------------------------------------------------------------------
 def load_from_local(filename: str, map_location: Any = None) -> Any:
-    """Load a local checkpoint the way torch<2.6 did (full unpickling).
-
-    Only use it for checkpoints you trust, as with any pickle file.
-    """
-    filename = os.path.expanduser(filename)
-    if not os.path.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    return torch.load(filename, map_location=map_location, weights_only=False)
+    """Load a local checkpoint safely (:func:`hifuse_mm.engine.load_checkpoint_file`)."""
+    from ..engine.safe_checkpoint import load_checkpoint_file
+    return load_checkpoint_file(filename, map_location)
 
 
 def _register_checkpoint_loader() -> None:
+    from .. import engine
+    engine.install()
+    # The CheckpointLoader scheme for local files is this module's name for the safe loader.
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
 
 

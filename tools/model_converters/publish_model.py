@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Publish a checkpoint: keep the weights and plain metadata, add a content hash to the name.
 
-    python tools/model_converters/publish_model.py IN OUT
+    python tools/model_converters/publish_model.py IN OUT [--trust-checkpoint]
 
 IN is a checkpoint of our training (with optimizer state, schedulers, message_hub) or any
 checkpoint with a ``state_dict``. The output keeps ``state_dict`` and ``meta`` (class names,
@@ -23,9 +23,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('in_file', metavar='IN', help='checkpoint to publish')
     parser.add_argument('out_file', metavar='OUT',
                         help='output name; the hash is added before .pth')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='allow full unpickling of IN if it does not load weights-only '
+                        '(can run code: only for files you trust; SECURITY.md)')
     args = parser.parse_args(argv)
     try:
-        result = publish_checkpoint(args.in_file, args.out_file)
+        result = publish_checkpoint(args.in_file, args.out_file,
+                                    trust_checkpoint=args.trust_checkpoint)
     except (FileNotFoundError, PublishError, OutputExistsError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2

@@ -45,6 +45,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--out-dir', default='work_dirs/vis_cam',
                         help='folder for the PNGs (default work_dirs/vis_cam)')
     parser.add_argument('--device', help='cpu, cuda, cuda:1... (default: cuda if available)')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='allow full unpickling of a checkpoint that does not load '
+                        'weights-only (can run code: only for files you trust; SECURITY.md)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. '
                         'test_dataloader.dataset.pipeline.1.scale=128')
@@ -67,6 +70,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     targets = ('fused', 'local', 'global') if args.branches else ('fused', )
     try:
         classifier = Classifier(args.config, args.checkpoint, device=args.device,
+                                trust_checkpoint=args.trust_checkpoint,
                                 cfg_options=args.cfg_options)
         explainer = CamExplainer(classifier.model, method=args.method, targets=targets)
     except (ModelLoadError, CamError) as err:
