@@ -1,4 +1,5 @@
 """Building blocks shared by HiFuse and HEMF."""
+from .batch_norm_2d import BatchNorm2d
 from .channel_attention import ChannelAttention
 from .checkpoint import run_block
 from .conv_bn import conv_bn
@@ -25,7 +26,7 @@ from .stems import conv_stem, downsample_layer
 from .window_attention import WindowAttention
 
 __all__ = [
-    'ChannelAttention', 'run_block', 'conv_bn', 'DepthwiseConv2d',
+    'BatchNorm2d', 'ChannelAttention', 'run_block', 'conv_bn', 'DepthwiseConv2d',
     'EGFStage', 'ELFBlock', 'MultiHeadExternalAttention', 'FusionBlock', 'FusionPath',
     'GlobalBlock', 'GlobalStage', 'HEFBlock', 'HFFBlock', 'Im2colConv2d',
     'IRMLP', 'SIRMLP', 'LayerNorm2d', 'LocalBlock', 'ManhattanSelfAttention',

@@ -4,6 +4,7 @@ from typing import Optional
 
 import torch.nn as nn
 
+from .batch_norm_2d import BatchNorm2d
 from .pointwise_conv import PointwiseConv2d
 
 
@@ -36,7 +37,7 @@ def conv_bn(in_channels: int,
             groups=groups)
     layers = OrderedDict(conv=conv)
     if with_bn:
-        layers['bn'] = nn.BatchNorm2d(out_channels)
+        layers['bn'] = BatchNorm2d(out_channels)
     if act is not None:
         layers['act'] = act
     return nn.Sequential(layers)

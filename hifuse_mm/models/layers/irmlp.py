@@ -2,6 +2,7 @@
 import torch
 import torch.nn as nn
 
+from .batch_norm_2d import BatchNorm2d
 from .conv_bn import conv_bn
 from .im2col_conv import Im2colConv2d
 from .pointwise_conv import PointwiseConv2d
@@ -44,7 +45,7 @@ class IRMLP(nn.Module):
             bias=False,
             groups=in_channels if depthwise else 1)
         self.act = nn.GELU()
-        self.norm = nn.BatchNorm2d(in_channels)
+        self.norm = BatchNorm2d(in_channels)
         self.expand = PointwiseConv2d(in_channels, hidden, bias=False)
         self.project = conv_bn(hidden, out_channels, 1, bias=False)
 
