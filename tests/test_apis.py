@@ -23,16 +23,11 @@ from hifuse_mm.apis import (CamError, CamExplainer, Classifier, ImageReadError, 
 from hifuse_mm.apis.training_log import estimate_iters_per_epoch
 from hifuse_mm.datasets import DEMO_CLASSES, make_demo_dataset
 from tool_runner import REPO, call_tool, ok, run_tool
+from tiny_config import NARROW_HIFUSE
 
 DEMO_BASE = str(REPO / 'configs' / 'hifuse' / 'hifuse-tiny_demo.py')
 SMALL_MODELS = {
-    'hifuse': """
-model = dict(
-    backbone=dict(_delete_=True, type='HiFuse',
-                  arch=dict(embed_dims=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 4))),
-    neck=dict(in_channels=(16, 32, 64, 128)),
-    head=dict(in_channels=128))
-""",
+    'hifuse': '\n' + NARROW_HIFUSE,
     'hemf': """
 model = dict(
     backbone=dict(_delete_=True, type='HEMF',

@@ -21,6 +21,7 @@ from hifuse_mm.apis import CamExplainer, Classifier, load_model, load_training_l
     mean_inside_outside
 from hifuse_mm.datasets import DEMO_CLASSES, make_demo_dataset
 from tool_runner import REPO, call_tool, ok, run_tool
+from tiny_config import NARROW_HIFUSE
 
 SIZE = 128
 EPOCHS = 8
@@ -28,14 +29,7 @@ TRAIN_CONFIG = """\
 _base_ = [{base!r}]
 
 data_root = {data_root!r}
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='HiFuse',
-        arch=dict(embed_dims=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 4))),
-    neck=dict(in_channels=(16, 32, 64, 128)),
-    head=dict(in_channels=128))
-train_pipeline = [
+""" + NARROW_HIFUSE + """train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomResizedCrop', scale={size}, crop_ratio_range=(0.5, 1.0)),
     dict(type='RandomFlip', prob=0.5, direction=['horizontal', 'vertical']),

@@ -29,6 +29,7 @@ from hifuse_mm.models.layers import (BatchNorm2d, DepthwiseConv2d, EGFStage,
                                      PointwiseConv2d, WindowAttention)
 from hifuse_mm.utils import speed
 from parity_utils import REPO
+from tiny_config import NARROW_HIFUSE
 
 FAST_PATHS_FILE = REPO / 'hifuse_mm' / 'models' / 'fast_paths.py'
 #: fp32: max |fast - plain| <= FP32_TOL * max(1, max |plain|) for outputs
@@ -415,14 +416,7 @@ def test_maybe_compile_falls_back_to_eager(monkeypatch):
 
 TINY_CONFIG = """\
 _base_ = [{base!r}]
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='HiFuse',
-        arch=dict(embed_dims=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 4))),
-    neck=dict(in_channels=(16, 32, 64, 128)),
-    head=dict(in_channels=128))
-"""
+""" + NARROW_HIFUSE
 
 
 def run_benchmark(tmp_path, *args):

@@ -18,6 +18,7 @@ from mmengine.config import Config
 
 from hifuse_mm.kfold import apply_fold, fold_ann_file, markdown_table, summarise
 from replicas import make_kvasir
+from tiny_config import NARROW_HIFUSE
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / 'tools'
@@ -26,14 +27,7 @@ TINY_KVASIR = """\
 _base_ = [{base!r}]
 
 data_root = {data_root!r}
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='HiFuse',
-        arch=dict(embed_dims=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 4))),
-    neck=dict(in_channels=(16, 32, 64, 128)),
-    head=dict(in_channels=128))
-train_pipeline = [
+""" + NARROW_HIFUSE + """train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.6, 1.0)),
     dict(type='PackInputs'),

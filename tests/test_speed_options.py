@@ -10,7 +10,7 @@ import torch
 from hifuse_mm import cli
 from hifuse_mm.apis import Classifier
 from hifuse_mm.datasets import DEMO_CLASSES, make_demo_dataset
-from hifuse_mm.utils import CompileModelHook
+from hifuse_mm.engine.hooks import CompileModelHook
 from test_apis import write_config, write_random_checkpoint
 from tool_runner import REPO, call_tool, ok
 

@@ -1,4 +1,4 @@
-"""A narrow HiFuse config on the synthetic demo data, for the run-safety tests.
+"""The narrow HiFuse the tool tests train, and a config of it on the synthetic demo data.
 
 16-128 channels, one block per stage, 32 px images without resizing in the test pipeline: a
 training iteration takes a fraction of a second on one core.
@@ -10,10 +10,8 @@ from hifuse_mm.datasets import make_demo_dataset
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / 'configs' / 'hifuse' / 'hifuse-tiny_demo.py'
 
-TEMPLATE = """\
-_base_ = [{base!r}]
-custom_imports = dict(imports={imports!r}, allow_failed_imports=False)
-data_root = {data_root!r}
+#: The narrow HiFuse the tool tests train: 16-128 channels, one block per stage.
+NARROW_HIFUSE = """\
 model = dict(
     backbone=dict(
         _delete_=True,
@@ -21,7 +19,13 @@ model = dict(
         arch=dict(embed_dims=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 4))),
     neck=dict(in_channels=(16, 32, 64, 128)),
     head=dict(in_channels=128))
-train_pipeline = [
+"""
+
+TEMPLATE = """\
+_base_ = [{base!r}]
+custom_imports = dict(imports={imports!r}, allow_failed_imports=False)
+data_root = {data_root!r}
+""" + NARROW_HIFUSE + """train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.6, 1.0)),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),

@@ -1,45 +1,9 @@
 # HiFuse-Tiny (paper mode) on the synthetic demo dataset (hifuse_mm.datasets.make_demo_dataset):
-# 64px inputs, batch 16, 8 epochs, a higher lr than the papers' 1e-4 so it learns from scratch
-# in a few minutes on 2 CPU cores. Used by `make demo` / tools/demo.py.
+# the demo recipe (64px inputs, batch 16, 8 epochs, a higher lr than the papers' 1e-4 so it
+# learns from scratch in a few minutes on 2 CPU cores). Used by `make demo` / tools/demo.py.
 _base_ = [
     '../_base_/models/hifuse-tiny.py',
-    '../_base_/datasets/medical_224px.py',
-    '../_base_/schedules/adamw_cosine_100e.py',
-    '../_base_/default_runtime.py',
+    '../_base_/baselines/recipe_demo.py',
 ]
-
-data_root = 'work_dirs/demo/data/'
-classes = ['round-brown', 'irregular-dark', 'red-dotted', 'tan-striped']
 
 model = dict(head=dict(num_classes=4))
-data_preprocessor = dict(num_classes=4)
-
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=64, crop_ratio_range=(0.5, 1.0)),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=72, edge='short'),
-    dict(type='CenterCrop', crop_size=64),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(
-    batch_size=16,
-    num_workers=0,
-    dataset=dict(data_root=data_root, classes=classes, pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=32,
-    num_workers=0,
-    dataset=dict(data_root=data_root, classes=classes, pipeline=test_pipeline))
-test_dataloader = dict(
-    batch_size=32,
-    num_workers=0,
-    dataset=dict(data_root=data_root, classes=classes, pipeline=test_pipeline))
-
-optim_wrapper = dict(optimizer=dict(lr=5e-4))
-train_cfg = dict(max_epochs=8)
-# Keep one epoch checkpoint (each holds AdamW state, ~650 MB) besides the best one.
-default_hooks = dict(logger=dict(interval=5), checkpoint=dict(max_keep_ckpts=1))

@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ..utils.speed import autocast_context, maybe_compile
+from ..utils.speed import autocast_context, autocast_dtype, maybe_compile
 from .images import PathLike
 from .model_loading import ConfigLike, LoadedModel, load_model
 from .preprocess import ImagePreprocessor, PreparedImage
@@ -73,7 +73,7 @@ class Classifier:
                                               self.loaded.model.data_preprocessor)
         self.tta = tta
         self.precision = precision
-        autocast_context(self.loaded.device, precision)  # validates the name early
+        autocast_dtype(precision)  # validates the name early
         self._forward = self._logits_fp32
         if compile:
             maybe_compile(self, method='_forward')

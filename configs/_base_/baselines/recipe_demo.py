@@ -1,6 +1,6 @@
-# The demo recipe (configs/hifuse/hifuse-tiny_demo.py without its model) for baselines on the
-# synthetic demo dataset: 64 px crops, batch 16, 8 epochs at lr 5e-4. Only for trying the
-# comparison workflow in CPU minutes (docs/results_example.md); not a paper setting.
+# The demo recipe on the synthetic demo dataset, shared by configs/hifuse/hifuse-tiny_demo.py
+# (`make demo`) and the demo baselines: 64 px crops, batch 16, 8 epochs at lr 5e-4. Only for
+# trying the tools in CPU minutes (docs/results_example.md); not a paper setting.
 _base_ = [
     '../datasets/medical_224px.py',
     '../schedules/adamw_cosine_100e.py',
@@ -39,4 +39,5 @@ test_dataloader = dict(
 
 optim_wrapper = dict(optimizer=dict(lr=5e-4))
 train_cfg = dict(max_epochs=8)
+# Keep one epoch checkpoint (each holds AdamW state, ~650 MB for HiFuse-Tiny) besides the best.
 default_hooks = dict(logger=dict(interval=5), checkpoint=dict(max_keep_ckpts=1))

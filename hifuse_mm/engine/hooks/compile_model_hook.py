@@ -15,7 +15,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
-from .speed import maybe_compile
+from ...utils.speed import maybe_compile
 
 
 @HOOKS.register_module()
