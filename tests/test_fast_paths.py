@@ -27,6 +27,8 @@ from hifuse_mm.models.layers import (BatchNorm2d, DepthwiseConv2d, EGFStage,
                                      ManhattanSelfAttention,
                                      MultiHeadExternalAttention, PatchMerging2x2,
                                      PointwiseConv2d, WindowAttention)
+from hifuse_mm.models.layers.autocast_weights import Linear
+from hifuse_mm.models.layers.manhattan_attention import fast_softmax_last_dim
 from hifuse_mm.utils import speed
 from parity_utils import REPO
 from tiny_config import NARROW_HIFUSE
@@ -252,6 +254,53 @@ def test_external_attention_double_normalization():
     check_module(mhea, torch.randn(2, 32, 6, 6))
 
 
+def _bf16_inference(module, x, fast=True):
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        with fast_paths.fast_paths(fast):
+            return module(x)
+
+
+@pytest.mark.parametrize('make,shape', [
+    (lambda: Linear(8, 16), (3, 8)),
+    (lambda: PointwiseConv2d(8, 16), (2, 8, 5, 5)),
+    (lambda: Im2colConv2d(8, 16, 3, padding=1), (1, 8, 3, 3)),
+])
+def test_autocast_weight_cache(make, shape):
+    """Inference under autocast reuses one cast of the weights; the output is
+    bit-identical to autocast's own cast, and any change of the weights (in
+    place, load_state_dict, train()/eval()) is seen."""
+    module = make().eval()
+    x = torch.randn(*shape)
+    if x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    ref = _bf16_inference(module, x, fast=False)
+    out = _bf16_inference(module, x)
+    assert torch.equal(out, ref)
+    cached = module._autocast_weights['weight'][1]
+    assert cached.dtype == torch.bfloat16
+    assert torch.equal(_bf16_inference(module, x), ref)
+    assert module._autocast_weights['weight'][1] is cached  # reused
+    with torch.no_grad():  # an optimizer step: in place
+        module.weight.mul_(-2)
+    changed = _bf16_inference(module, x, fast=False)
+    assert not torch.equal(changed, ref)
+    assert torch.equal(_bf16_inference(module, x), changed)
+    module.load_state_dict({k: v * 3 for k, v in module.state_dict().items()})
+    assert torch.equal(_bf16_inference(module, x),
+                       _bf16_inference(module, x, fast=False))
+    module.eval()  # drops the cache (covers writes through .data)
+    assert '_autocast_weights' not in module.__dict__
+    # Training and autograd neither use nor fill it.
+    module.train()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        module(x)
+    module.eval()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        module(x.requires_grad_())
+    assert '_autocast_weights' not in module.__dict__
+    assert '_autocast_weights' not in copy.deepcopy(module).__dict__
+
+
 def test_batch_norm_gradient_layout():
     """Same values and gradients; the BatchNorm backward gets a channels-last gradient even
     when the next op hands back an NCHW one."""
@@ -277,6 +326,25 @@ def test_manhattan_self_attention(decomposed, size):
     attn = ManhattanSelfAttention(16, 2, decomposed)
     rel_pos = ManhattanRelPos2d(16, 2)((size, size), decomposed)
     check_module(Call(attn, rel_pos), torch.randn(2, size, size, 16))
+
+
+@pytest.mark.parametrize('length', [7, 28, 32, 64])
+def test_masa_bf16_softmax(length):
+    """The fast path's bf16 softmax is the bf16 rounding of the fp32 one
+    (through fp32 where the bf16 kernel is slow), and differentiable."""
+    x = (torch.randn(3, 5, length) * 4).to(torch.bfloat16).requires_grad_()
+    out = fast_softmax_last_dim(x)
+    assert out.dtype == torch.bfloat16
+    ref = torch.softmax(x.float(), -1)
+    assert (out.float() - ref).abs().max().item() <= 2**-8
+    if length % 32:
+        assert torch.equal(out, ref.to(torch.bfloat16))
+    else:
+        assert torch.equal(out, torch.softmax(x, -1))
+    out.float().pow(2).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad.float()).all()
+    y = torch.randn(2, length)
+    assert torch.equal(fast_softmax_last_dim(y), torch.softmax(y, -1))
 
 
 def test_egf_stage_output_layout():

@@ -4,6 +4,7 @@ from typing import Optional
 
 import torch.nn as nn
 
+from .autocast_weights import Conv2d
 from .batch_norm_2d import BatchNorm2d
 from .pointwise_conv import PointwiseConv2d
 
@@ -28,7 +29,7 @@ def conv_bn(in_channels: int,
         # nn.Conv2d with a matmul fast path (same parameters).
         conv = PointwiseConv2d(in_channels, out_channels, bias=bias)
     else:
-        conv = nn.Conv2d(
+        conv = Conv2d(
             in_channels,
             out_channels,
             kernel_size,

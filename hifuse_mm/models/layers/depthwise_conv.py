@@ -1,11 +1,11 @@
 """Depthwise convolution that keeps fp32 when bf16 training is slow on CPU."""
 import torch
-import torch.nn as nn
 
 from .. import fast_paths
+from .autocast_weights import Conv2d
 
 
-class DepthwiseConv2d(nn.Conv2d):
+class DepthwiseConv2d(Conv2d):
     """Depthwise ``nn.Conv2d`` (``groups = channels``) with a CPU fast path.
 
     Same parameters and state dict as ``nn.Conv2d(channels, channels, k,

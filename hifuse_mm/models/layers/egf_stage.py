@@ -6,6 +6,7 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 
 from .. import fast_paths
+from .autocast_weights import Linear
 from .manhattan_attention import ManhattanSelfAttention
 from .manhattan_rel_pos import ManhattanRelPos2d
 
@@ -62,7 +63,7 @@ class EGFStage(nn.Module):
             for _ in range(depth)
         ])
         self.fcs = nn.ModuleList(
-            [nn.Linear(embed_dims, embed_dims) for _ in range(depth)])
+            [Linear(embed_dims, embed_dims) for _ in range(depth)])
         self.drop_paths = nn.ModuleList([DropPath(r) for r in rates])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

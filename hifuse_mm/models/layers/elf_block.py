@@ -4,6 +4,7 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 from mmpretrain.models.utils import build_norm_layer
 
+from .autocast_weights import Conv2d, Linear
 from .im2col_conv import Im2colConv2d
 from .stems import LN2D_CFG
 
@@ -29,9 +30,9 @@ class ELFBlock(nn.Module):
         # nn.Conv2d with an im2col fast path for small maps.
         self.conv = Im2colConv2d(channels, channels, kernel_size=3, padding=1)
         self.norm = build_norm_layer(LN2D_CFG, channels)
-        self.dwconv = nn.Conv2d(
+        self.dwconv = Conv2d(
             channels, channels, kernel_size=3, padding=1, groups=channels)
-        self.pwconv = nn.Linear(channels, channels)
+        self.pwconv = Linear(channels, channels)
         self.act = nn.GELU()
         self.drop_path = DropPath(drop_path_rate)
 

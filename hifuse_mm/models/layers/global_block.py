@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 
+from .autocast_weights import Linear
 from .checkpoint import run_block
 from .patch_merging import PatchMerging2x2
 from .window_attention import WindowAttention
@@ -57,7 +58,7 @@ class GlobalBlock(nn.Module):
             attn_drop=attn_drop_rate,
             proj_drop=drop_rate,
             pad_small_map=True)
-        self.fc = nn.Linear(embed_dims, embed_dims)
+        self.fc = Linear(embed_dims, embed_dims)
         self.act = nn.GELU()
         self.drop_path = DropPath(drop_path_rate)
 

@@ -1,12 +1,12 @@
 """Dense k x k convolution that runs as im2col + one matmul on small maps."""
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import fast_paths
+from .autocast_weights import Conv2d
 
 
-class Im2colConv2d(nn.Conv2d):
+class Im2colConv2d(Conv2d):
     """Dense ``nn.Conv2d`` (stride 1, odd kernel, 'same' padding) with a
     fast path for maps with few pixels and many channels.
 
@@ -46,5 +46,7 @@ class Im2colConv2d(nn.Conv2d):
         cols = torch.stack([
             padded[:, i:i + h, j:j + w] for i in range(kh) for j in range(kw)
         ], dim=-1).view(b, h, w, c * kh * kw)
-        weight = self.weight.view(self.out_channels, c * kh * kw)
-        return F.linear(cols, weight, self.bias).permute(0, 3, 1, 2)
+        weight = self.autocast_param('weight').view(self.out_channels,
+                                                    c * kh * kw)
+        return F.linear(cols, weight,
+                        self.autocast_param('bias')).permute(0, 3, 1, 2)

@@ -2,6 +2,7 @@
 import torch
 import torch.nn as nn
 
+from .autocast_weights import Conv2d
 from .batch_norm_2d import BatchNorm2d
 from .conv_bn import conv_bn
 from .im2col_conv import Im2colConv2d
@@ -36,7 +37,7 @@ class IRMLP(nn.Module):
                  depthwise: bool = True) -> None:
         super().__init__()
         hidden = in_channels * expand_ratio
-        conv = nn.Conv2d if depthwise else Im2colConv2d  # same parameters
+        conv = Conv2d if depthwise else Im2colConv2d  # same parameters
         self.spatial_conv = conv(
             in_channels,
             in_channels,

@@ -4,12 +4,34 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import fast_paths
+from .autocast_weights import Linear
 from .depthwise_conv import DepthwiseConv2d
 from .manhattan_rel_pos import RelPos2d, apply_rotary, rotate_pairs
 
 
 #: Fast path: fused attention on maps with at least this many tokens.
 FUSED_MIN_TOKENS = 48 * 48
+
+
+def softmax_last_dim(x: torch.Tensor) -> torch.Tensor:
+    """The plain path's softmax over the last dimension."""
+    return torch.softmax(x, dim=-1)
+
+
+def fast_softmax_last_dim(x: torch.Tensor) -> torch.Tensor:
+    """:func:`softmax_last_dim`; CPU bf16 rows not a multiple of 32 long go
+    through fp32.
+
+    This stack's CPU bf16 softmax is 2.5-4x slower than fp32 on rows of
+    16-56 values unless the length is a multiple of 32 (the vector width;
+    HEMF's stage-2 MaSA rows are 28 long: 4.0 ms against 1.0 ms for cast,
+    fp32 softmax and cast back, on 1.4 M values). The result is the
+    bf16 rounding of the fp32 softmax.
+    """
+    if (x.dtype == torch.bfloat16 and x.device.type == 'cpu'
+            and x.shape[-1] % 32):
+        return torch.softmax(x.float(), dim=-1).to(x.dtype)
+    return softmax_last_dim(x)
 
 
 class ManhattanSelfAttention(nn.Module):
@@ -48,11 +70,13 @@ class ManhattanSelfAttention(nn.Module):
       :func:`torch.nn.functional.scaled_dot_product_attention` call with the
       log-decay mask as the additive float mask and ``scale=1`` (``k``
       already carries ``head_dim^-0.5``); the decomposed form runs image by
-      image so that the row pass, the column pass and the output are all
-      strided views of one ``[H, W, heads, d]`` layout (no transposing
-      copies). Elsewhere the plain matmuls run: on this CPU build the fused
-      kernel is slower on smaller maps (head dimension 24-96, 7-28 tokens
-      per row) and in the backward.
+      image, with ``q``, ``rot(q)``, ``k``, ``rot(k)`` and ``v`` from one
+      matmul (:meth:`_decomposed_inference`; HEMF stage 1, batch 8: 62 ms
+      instead of 71 per MaSA, fp32 and bf16). With autograd on such maps
+      (fp32 training) the two passes are batched fused calls. Elsewhere
+      the plain matmuls run: on this CPU build the fused kernel is slower
+      on smaller maps (head dimension 24-96, 7-28 tokens per row) and its
+      backward is slower in bf16.
 
     Args:
         embed_dims: Channels ``C``.
@@ -74,12 +98,12 @@ class ManhattanSelfAttention(nn.Module):
         self.head_dim = embed_dims // num_heads
         self.scale = self.head_dim**-0.5
         self.decomposed = decomposed
-        self.q_proj = nn.Linear(embed_dims, embed_dims)
-        self.k_proj = nn.Linear(embed_dims, embed_dims)
-        self.v_proj = nn.Linear(embed_dims, embed_dims)
+        self.q_proj = Linear(embed_dims, embed_dims)
+        self.k_proj = Linear(embed_dims, embed_dims)
+        self.v_proj = Linear(embed_dims, embed_dims)
         # nn.Conv2d(C, C, k, padding=k // 2, groups=C), same parameters.
         self.lepe = DepthwiseConv2d(embed_dims, lepe_kernel)
-        self.out_proj = nn.Linear(embed_dims, embed_dims)
+        self.out_proj = Linear(embed_dims, embed_dims)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, H, W, C] -> [B, heads, H, W, head_dim]``."""
@@ -120,6 +144,9 @@ class ManhattanSelfAttention(nn.Module):
     def _forward_fast(self, x: torch.Tensor,
                       rel_pos: RelPos2d) -> torch.Tensor:
         b, h, w, c = x.shape
+        if (self.decomposed and h * w >= FUSED_MIN_TOKENS
+                and not fast_paths.needs_grad(x, self.q_proj.weight)):
+            return self._decomposed_inference(x, rel_pos)
         v = self.v_proj(x)
         lepe = self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         # The fused kernel only pays off on large maps (stage 1 at 224 px):
@@ -130,9 +157,6 @@ class ManhattanSelfAttention(nn.Module):
                                                or v.dtype == torch.float32)
         q, k = self._rotated_qk(x, rel_pos)
         v = v.view(b, h, w, self.num_heads, self.head_dim)
-        if self.decomposed and fused and not grad:
-            out = self._decomposed_fused(q, k, v, lepe, *rel_pos.masks)
-            return self.out_proj(out)
         if self.decomposed and fused:
             out = self._decomposed_sdpa(q, k, v, *rel_pos.masks)
             return self.out_proj(out.reshape(b, h, w, c) + lepe)
@@ -142,68 +166,117 @@ class ManhattanSelfAttention(nn.Module):
         q, k, v = (t.permute(0, 3, 1, 2, 4) for t in (q, k, v))
         masks = [m.to(q.dtype) for m in rel_pos.masks]
         if self.decomposed:
-            out = self._decomposed(q, k, v, *masks)
+            out = self._decomposed(
+                q, k, v, *masks, softmax=fast_softmax_last_dim)
         elif fused:
             out = self._full_fused(q, k, v, *masks)
         else:
-            out = self._full(q, k, v, *masks)
+            out = self._full(q, k, v, *masks, softmax=fast_softmax_last_dim)
         return self.out_proj(out.reshape(b, h, w, c) + lepe.to(out.dtype))
 
+    def _projection_with_rotations(self):
+        """Weight and bias of ``[q, rot(q), k, rot(k), v]`` (``5C x C``).
+
+        ``rot`` (:func:`rotate_pairs`: ``(a, b) -> (-b, a)`` per channel
+        pair) is a signed permutation of the output channels, so the rotated
+        projections are the projections with their rows permuted and
+        negated: exact, and one matmul gives everything the rotary
+        embedding needs.
+        """
+        projs = (self.q_proj, self.k_proj)
+        weights, biases = [], []
+        for proj in projs:
+            weight = proj.autocast_param('weight')
+            bias = proj.autocast_param('bias')
+            weights += [weight, rotate_pairs(weight.t()).t()]
+            biases += [bias, rotate_pairs(bias)]
+        weights.append(self.v_proj.autocast_param('weight'))
+        biases.append(self.v_proj.autocast_param('bias'))
+        return torch.cat(weights), torch.cat(biases)
+
+    def _decomposed_inference(self, x: torch.Tensor,
+                              rel_pos: RelPos2d) -> torch.Tensor:
+        """Decomposed MaSA on a large map without autograd, image by image.
+
+        The projections of ``q``, ``rot(q)``, ``k``, ``rot(k)`` and ``v``
+        are one matmul (:meth:`_projection_with_rotations`), so the rotary
+        embedding is one multiply and one multiply-add per operand (no
+        pair shuffling). Then the row pass, the column pass (values: the
+        rows' output) and LePE, each a strided view of the image's ``[H,
+        W, heads, d]`` layout, so nothing is transposed; the fused kernel
+        writes in that layout and the sum with LePE writes the result. The
+        masks get a leading batch dimension: this CPU build's fused kernel
+        takes only 4-D masks (a 3-D one falls back to the unfused path).
+        One image at a time keeps each step's operands in the CPU caches
+        (an image's ``[H, W, 5C]`` projections are 3 MB in bf16 at stage 1)
+        and allocates little: HEMF's bf16 inference batch takes ~4x fewer
+        page faults than with whole-batch temporaries. ``v`` is made
+        contiguous (0.6 MB) because the fused kernel is slower on the
+        strided one.
+        """
+        b, h, w, c = x.shape
+        n, d = self.num_heads, self.head_dim
+        weight, bias = self._projection_with_rotations()
+        dtype = torch.promote_types(x.dtype, weight.dtype) if not (
+            torch.is_autocast_enabled(x.device.type)) else (
+                torch.get_autocast_dtype(x.device.type))
+        cos = rel_pos.cos.to(dtype).unsqueeze(-2)  # [H, W, 1, d]
+        sin = rel_pos.sin.to(dtype).unsqueeze(-2)
+        mask_w = rel_pos.masks[1].to(dtype)[None]
+        mask_h = rel_pos.masks[0].to(dtype)[None]
+        out = torch.empty(b, h, w, c, device=x.device, dtype=dtype)
+        for i in range(b):
+            proj = F.linear(x[i], weight, bias)  # [H, W, 5C]
+            proj[..., 2 * c:4 * c].mul_(self.scale)  # k * scale, rot(k) * scale
+            q, q_rot, k, k_rot, v = (
+                proj[..., j * c:(j + 1) * c].view(h, w, n, d)
+                for j in range(5))
+            v = v.contiguous()
+            q = torch.mul(q, cos).addcmul_(q_rot, sin)
+            k = torch.mul(k, cos).addcmul_(k_rot, sin)
+            # Rows: batch H, heads, W tokens.
+            rows = F.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                attn_mask=mask_w, scale=1.)
+            # Columns: batch W, heads, H tokens; values = the rows' output.
+            cols = F.scaled_dot_product_attention(
+                q.permute(1, 2, 0, 3), k.permute(1, 2, 0, 3),
+                rows.permute(2, 1, 0, 3), attn_mask=mask_h, scale=1.)
+            lepe = self.lepe(v.reshape(1, h, w, c).permute(0, 3, 1, 2))
+            torch.add(cols.permute(2, 0, 1, 3),
+                      lepe[0].permute(1, 2, 0).view(h, w, n, d),
+                      out=out[i].view(h, w, n, d))
+        return self.out_proj(out)
+
     @staticmethod
-    def _decomposed(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+    def _decomposed(q: torch.Tensor,
+                    k: torch.Tensor,
+                    v: torch.Tensor,
                     mask_h: torch.Tensor,
-                    mask_w: torch.Tensor) -> torch.Tensor:
+                    mask_w: torch.Tensor,
+                    softmax=softmax_last_dim) -> torch.Tensor:
         """Row pass then column pass; returns ``[B, H, W, heads, d]``."""
         # Rows: [B, H, heads, W, d], attention over W.
         q_r, k_r, v_r = (t.transpose(1, 2) for t in (q, k, v))
-        attn = torch.softmax(q_r @ k_r.transpose(-1, -2) + mask_w, dim=-1)
+        attn = softmax(q_r @ k_r.transpose(-1, -2) + mask_w)
         rows = attn @ v_r
         # Columns: [B, W, heads, H, d], attention over H.
         q_c, k_c = (t.permute(0, 3, 1, 2, 4) for t in (q, k))
-        attn = torch.softmax(q_c @ k_c.transpose(-1, -2) + mask_h, dim=-1)
+        attn = softmax(q_c @ k_c.transpose(-1, -2) + mask_h)
         out = attn @ rows.permute(0, 3, 2, 1, 4)
         return out.permute(0, 3, 1, 2, 4)
 
     @staticmethod
-    def _full(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-              mask: torch.Tensor) -> torch.Tensor:
+    def _full(q: torch.Tensor,
+              k: torch.Tensor,
+              v: torch.Tensor,
+              mask: torch.Tensor,
+              softmax=softmax_last_dim) -> torch.Tensor:
         """Attention over all ``HW`` tokens; ``[B, H, W, heads, d]``."""
         b, n, h, w, d = q.shape
         q, k, v = (t.flatten(2, 3) for t in (q, k, v))
-        out = torch.softmax(q @ k.transpose(-1, -2) + mask, dim=-1) @ v
+        out = softmax(q @ k.transpose(-1, -2) + mask) @ v
         return out.transpose(1, 2).reshape(b, h, w, n, d)
-
-    @staticmethod
-    def _decomposed_fused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                          lepe: torch.Tensor, mask_h: torch.Tensor,
-                          mask_w: torch.Tensor) -> torch.Tensor:
-        """:meth:`_decomposed` + LePE through fused attention calls.
-
-        ``q``, ``k``, ``v``: ``[B, H, W, heads, d]``; ``lepe``: ``[B, H, W,
-        C]``; returns ``attention + lepe`` as ``[B, H, W, C]``. One image at
-        a time, every operand is a strided view of an ``[H, W, heads, d]``
-        tensor (the fused kernel writes its output in that layout too), so
-        nothing is transposed; the sum with LePE writes the result. The
-        masks get a leading batch dimension: this CPU build's fused kernel
-        takes only 4-D masks (a 3-D one falls back to the unfused path).
-        """
-        b, h, w, n, d = q.shape
-        mask_w = mask_w.to(q.dtype)[None]
-        mask_h = mask_h.to(q.dtype)[None]
-        out = torch.empty(b, h, w, n * d, device=q.device,
-                          dtype=torch.promote_types(q.dtype, lepe.dtype))
-        for i in range(b):
-            # Rows: batch H, heads, W tokens.
-            rows = F.scaled_dot_product_attention(
-                q[i].transpose(1, 2), k[i].transpose(1, 2),
-                v[i].transpose(1, 2), attn_mask=mask_w, scale=1.)
-            # Columns: batch W, heads, H tokens; values = the rows' output.
-            cols = F.scaled_dot_product_attention(
-                q[i].permute(1, 2, 0, 3), k[i].permute(1, 2, 0, 3),
-                rows.permute(2, 1, 0, 3), attn_mask=mask_h, scale=1.)
-            torch.add(cols.permute(2, 0, 1, 3), lepe[i].view(h, w, n, d),
-                      out=out[i].view(h, w, n, d))
-        return out
 
     @staticmethod
     def _decomposed_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

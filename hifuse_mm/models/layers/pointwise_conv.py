@@ -1,12 +1,12 @@
 """1x1 convolution that runs as a matrix multiply on channels-last maps."""
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import fast_paths
+from .autocast_weights import Conv2d
 
 
-class PointwiseConv2d(nn.Conv2d):
+class PointwiseConv2d(Conv2d):
     """``nn.Conv2d(in_channels, out_channels, 1)`` with a fast path.
 
     Same parameters (``weight`` ``[out, in, 1, 1]``, ``bias``) and state
@@ -34,7 +34,9 @@ class PointwiseConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (fast_paths.enabled() and x.dim() == 4
                 and x.is_contiguous(memory_format=torch.channels_last)):
-            weight = self.weight.view(self.out_channels, self.in_channels)
-            y = F.linear(x.permute(0, 2, 3, 1), weight, self.bias)
+            weight = self.autocast_param('weight').view(
+                self.out_channels, self.in_channels)
+            y = F.linear(x.permute(0, 2, 3, 1), weight,
+                         self.autocast_param('bias'))
             return y.permute(0, 3, 1, 2)
         return super().forward(x)

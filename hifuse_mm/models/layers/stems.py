@@ -8,6 +8,7 @@ HEMF's branches use them (HiFuse paper Table 1, 'stem').
 import torch.nn as nn
 from mmpretrain.models.utils import build_norm_layer
 
+from .autocast_weights import Conv2d
 from .layer_norm_2d import LayerNorm2d  # noqa: F401 (registers HiFuseLN2d)
 
 #: The authors' channels-first LayerNorm uses eps 1e-6 everywhere. It is
@@ -21,7 +22,7 @@ def conv_stem(in_channels: int,
               norm_cfg: dict = LN2D_CFG) -> nn.Sequential:
     """Non-overlapping patchify conv -> LayerNorm2d."""
     return nn.Sequential(
-        nn.Conv2d(
+        Conv2d(
             in_channels, out_channels, kernel_size=patch_size,
             stride=patch_size),
         build_norm_layer(norm_cfg, out_channels))
@@ -33,4 +34,4 @@ def downsample_layer(in_channels: int,
     """LayerNorm2d -> 2x2 stride-2 conv (halves H and W)."""
     return nn.Sequential(
         build_norm_layer(norm_cfg, in_channels),
-        nn.Conv2d(in_channels, out_channels, kernel_size=2, stride=2))
+        Conv2d(in_channels, out_channels, kernel_size=2, stride=2))
