@@ -34,6 +34,17 @@ def fast_softmax_last_dim(x: torch.Tensor) -> torch.Tensor:
     return softmax_last_dim(x)
 
 
+def _softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                       mask: torch.Tensor,
+                       workspace: torch.Tensor) -> torch.Tensor:
+    """``softmax(q k^T + mask) v`` of ``[N, L, d]`` operands, with the
+    softmax in fp32 in ``workspace`` (at least ``N L^2`` values)."""
+    scores = torch.baddbmm(mask, q, k.transpose(1, 2))
+    probs = workspace[:scores.numel()].view(scores.shape)
+    probs.copy_(scores)
+    return torch.bmm(torch.softmax(probs, dim=-1).to(q.dtype), v)
+
+
 class ManhattanSelfAttention(nn.Module):
     """MaSA on a channels-last map ``[B, H, W, C]`` (HEMF eqs. 3-4; RMT).
 
@@ -213,6 +224,14 @@ class ManhattanSelfAttention(nn.Module):
         page faults than with whole-batch temporaries. ``v`` is made
         contiguous (0.6 MB) because the fused kernel is slower on the
         strided one.
+
+        Under CPU bf16 the two passes are instead batched bf16 matmuls
+        (:func:`_softmax_attention`: ``baddbmm`` with the mask, the softmax
+        in fp32 in one reused buffer, ``bmm``): this stack's fused bf16
+        kernel spends most of its time in per-block matmul calls on the
+        12-wide heads (HEMF stage 1, batch 8: 22 ms per pass against 13).
+        The scores are rounded to bf16 before the softmax, as the plain
+        path under autocast does.
         """
         b, h, w, c = x.shape
         n, d = self.num_heads, self.head_dim
@@ -225,6 +244,15 @@ class ManhattanSelfAttention(nn.Module):
         mask_w = rel_pos.masks[1].to(dtype)[None]
         mask_h = rel_pos.masks[0].to(dtype)[None]
         out = torch.empty(b, h, w, c, device=x.device, dtype=dtype)
+        # CPU bf16: batched matmuls, the softmax in fp32 (see the docstring).
+        unfused = dtype == torch.bfloat16 and x.device.type == 'cpu'
+        if unfused:
+            # Per-head masks repeated over the rows / columns of an image,
+            # and one fp32 buffer for the softmax of either pass.
+            mask_w = mask_w.expand(h, n, w, w).reshape(h * n, w, w)
+            mask_h = mask_h.expand(w, n, h, h).reshape(w * n, h, h)
+            scores = torch.empty(
+                n * h * w * max(h, w), device=x.device, dtype=torch.float32)
         for i in range(b):
             proj = F.linear(x[i], weight, bias)  # [H, W, 5C]
             proj[..., 2 * c:4 * c].mul_(self.scale)  # k * scale, rot(k) * scale
@@ -234,17 +262,31 @@ class ManhattanSelfAttention(nn.Module):
             v = v.contiguous()
             q = torch.mul(q, cos).addcmul_(q_rot, sin)
             k = torch.mul(k, cos).addcmul_(k_rot, sin)
-            # Rows: batch H, heads, W tokens.
-            rows = F.scaled_dot_product_attention(
-                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                attn_mask=mask_w, scale=1.)
-            # Columns: batch W, heads, H tokens; values = the rows' output.
-            cols = F.scaled_dot_product_attention(
-                q.permute(1, 2, 0, 3), k.permute(1, 2, 0, 3),
-                rows.permute(2, 1, 0, 3), attn_mask=mask_h, scale=1.)
+            if unfused:
+                # Rows: batch (H, heads), W tokens; then columns: batch
+                # (W, heads), H tokens, values = the rows' output.
+                rows = _softmax_attention(
+                    *(t.transpose(1, 2).reshape(h * n, w, d)
+                      for t in (q, k, v)), mask_w, scores)
+                cols = _softmax_attention(
+                    *(t.permute(1, 2, 0, 3).reshape(w * n, h, d)
+                      for t in (q, k)),
+                    rows.view(h, n, w, d).permute(2, 1, 0, 3).reshape(
+                        w * n, h, d), mask_h, scores)
+                cols = cols.view(w, n, h, d).permute(2, 0, 1, 3)
+            else:
+                # Rows: batch H, heads, W tokens.
+                rows = F.scaled_dot_product_attention(
+                    q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                    attn_mask=mask_w, scale=1.)
+                # Columns: batch W, heads, H tokens; values = the rows'
+                # output.
+                cols = F.scaled_dot_product_attention(
+                    q.permute(1, 2, 0, 3), k.permute(1, 2, 0, 3),
+                    rows.permute(2, 1, 0, 3), attn_mask=mask_h,
+                    scale=1.).permute(2, 0, 1, 3)
             lepe = self.lepe(v.reshape(1, h, w, c).permute(0, 3, 1, 2))
-            torch.add(cols.permute(2, 0, 1, 3),
-                      lepe[0].permute(1, 2, 0).view(h, w, n, d),
+            torch.add(cols, lepe[0].permute(1, 2, 0).view(h, w, n, d),
                       out=out[i].view(h, w, n, d))
         return self.out_proj(out)
 
