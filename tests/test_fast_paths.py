@@ -330,9 +330,10 @@ def test_manhattan_self_attention(decomposed, size):
 
 @pytest.mark.parametrize('length', [7, 28, 32, 64])
 def test_masa_bf16_softmax(length):
-    """The fast path's bf16 softmax is the bf16 rounding of the fp32 one
-    (through fp32 where the bf16 kernel is slow), and differentiable."""
-    x = (torch.randn(3, 5, length) * 4).to(torch.bfloat16).requires_grad_()
+    """Inference: the fast path's bf16 softmax is the bf16 rounding of the
+    fp32 one (through fp32 where the bf16 kernel is slow); with autograd,
+    and in fp32, it is torch.softmax."""
+    x = (torch.randn(3, 5, length) * 4).to(torch.bfloat16)
     out = fast_softmax_last_dim(x)
     assert out.dtype == torch.bfloat16
     ref = torch.softmax(x.float(), -1)
@@ -341,8 +342,8 @@ def test_masa_bf16_softmax(length):
         assert torch.equal(out, ref.to(torch.bfloat16))
     else:
         assert torch.equal(out, torch.softmax(x, -1))
-    out.float().pow(2).sum().backward()
-    assert x.grad is not None and torch.isfinite(x.grad.float()).all()
+    x.requires_grad_()
+    assert torch.equal(fast_softmax_last_dim(x), torch.softmax(x, -1))
     y = torch.randn(2, length)
     assert torch.equal(fast_softmax_last_dim(y), torch.softmax(y, -1))
 

@@ -19,17 +19,19 @@ def softmax_last_dim(x: torch.Tensor) -> torch.Tensor:
 
 
 def fast_softmax_last_dim(x: torch.Tensor) -> torch.Tensor:
-    """:func:`softmax_last_dim`; CPU bf16 rows not a multiple of 32 long go
-    through fp32.
+    """:func:`softmax_last_dim`; without autograd, CPU bf16 rows not a
+    multiple of 32 long go through fp32.
 
     This stack's CPU bf16 softmax is 2.5-4x slower than fp32 on rows of
     16-56 values unless the length is a multiple of 32 (the vector width;
     HEMF's stage-2 MaSA rows are 28 long: 4.0 ms against 1.0 ms for cast,
     fp32 softmax and cast back, on 1.4 M values). The result is the
-    bf16 rounding of the fp32 softmax.
+    bf16 rounding of the fp32 softmax. In training the bf16 softmax stays:
+    with its backward and the fp32 probabilities kept for it, the fp32
+    detour makes HEMF's bf16 training step ~5% slower.
     """
     if (x.dtype == torch.bfloat16 and x.device.type == 'cpu'
-            and x.shape[-1] % 32):
+            and x.shape[-1] % 32 and not fast_paths.needs_grad(x)):
         return torch.softmax(x.float(), dim=-1).to(x.dtype)
     return softmax_last_dim(x)
 
