@@ -17,7 +17,12 @@ where it lives):
   (:class:`~hifuse_mm.models.layers.LayerNorm2d`), the token/map
   reshapes and the patch merging
   (:class:`~hifuse_mm.models.layers.PatchMerging2x2`) stop copying back
-  to NCHW.
+  to NCHW;
+* inference under autocast reuses one low-precision copy of each weight
+  (:mod:`~hifuse_mm.models.layers.autocast_weights`), and HEMF's external
+  attention and stage-1 MaSA run image by image with fewer passes over
+  memory (see :class:`~hifuse_mm.models.layers.MultiHeadExternalAttention`
+  and :class:`~hifuse_mm.models.layers.ManhattanSelfAttention`).
 
 Both paths have the same parameters and state dict; the fast one agrees
 with the plain one to float rounding (tests/test_fast_paths.py checks
