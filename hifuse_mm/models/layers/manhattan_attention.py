@@ -18,21 +18,43 @@ def softmax_last_dim(x: torch.Tensor) -> torch.Tensor:
     return torch.softmax(x, dim=-1)
 
 
-def fast_softmax_last_dim(x: torch.Tensor) -> torch.Tensor:
-    """:func:`softmax_last_dim`; without autograd, CPU bf16 rows not a
-    multiple of 32 long go through fp32.
+class _Bf16Softmax(torch.autograd.Function):
+    """Softmax over the last dimension of a CPU bf16 tensor, computed in
+    fp32 one leading index at a time (the fp32 temporaries stay small).
 
-    This stack's CPU bf16 softmax is 2.5-4x slower than fp32 on rows of
+    The backward is the bf16 softmax backward on the bf16 output, as
+    autograd's own bf16 softmax keeps; only the forward changes.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(x)
+        for i in range(x.shape[0]):
+            out[i] = torch.softmax(x[i].float(), dim=-1)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        out, = ctx.saved_tensors
+        return torch._softmax_backward_data(grad, out, -1, out.dtype)
+
+
+def fast_softmax_last_dim(x: torch.Tensor) -> torch.Tensor:
+    """:func:`softmax_last_dim`; CPU bf16 rows of 16 or more values, not a
+    multiple of 32, are computed in fp32 (:class:`_Bf16Softmax`).
+
+    This stack's CPU bf16 softmax is 1.5-4x slower than fp32 on rows of
     16-56 values unless the length is a multiple of 32 (the vector width;
-    HEMF's stage-2 MaSA rows are 28 long: 4.0 ms against 1.0 ms for cast,
-    fp32 softmax and cast back, on 1.4 M values). The result is the
-    bf16 rounding of the fp32 softmax. In training the bf16 softmax stays:
-    with its backward and the fp32 probabilities kept for it, the fp32
-    detour makes HEMF's bf16 training step ~5% slower.
+    HEMF's MaSA rows are 56, 28, 14 and 7 long; on the shorter rows the
+    bf16 kernel is the faster). The result is the bf16
+    rounding of the fp32 softmax. Casting the whole tensor to fp32 at once
+    is slower than the bf16 kernel in training: the fresh fp32 temporaries
+    (45 MB each at stage 1) page-fault, hence one leading index at a time.
     """
     if (x.dtype == torch.bfloat16 and x.device.type == 'cpu'
-            and x.shape[-1] % 32 and not fast_paths.needs_grad(x)):
-        return torch.softmax(x.float(), dim=-1).to(x.dtype)
+            and x.shape[-1] >= 16 and x.shape[-1] % 32 and x.dim() > 1):
+        return _Bf16Softmax.apply(x)
     return softmax_last_dim(x)
 
 
