@@ -2,6 +2,7 @@
 import torch
 import torch.nn as nn
 
+from .. import fast_paths
 from .autocast_weights import Conv2d
 from .batch_norm_2d import BatchNorm2d
 from .conv_bn import conv_bn
@@ -18,6 +19,13 @@ class IRMLP(nn.Module):
     HFF block applies it before calling us); we implement the released
     order. There is no residual around the whole module: the HFF shortcut
     provides it.
+
+    Fast path (:mod:`~hifuse_mm.models.fast_paths`), same function: in
+    inference the expansion, GELU and projection run one image at a time.
+    The expanded map is the largest activation of the models (HiFuse-T's
+    stage 1: ``[8, 1152, 56, 56]``, 115 MB in fp32), and a fresh allocation
+    that size page-faults on first touch: image by image, HiFuse-T's fp32
+    inference batch takes ~3x fewer page faults and ~4% less time.
 
     Args:
         in_channels: Input width (3C in an HFF block).
@@ -52,6 +60,13 @@ class IRMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(self.act(self.spatial_conv(x)) + x)
+        if (fast_paths.enabled() and not self.training and x.shape[0] > 1
+                and not fast_paths.needs_grad(x, self.expand.weight)):
+            # Fast path, inference: the expanded map one image at a time
+            # (see the class docstring).
+            return torch.cat(
+                [self.project(self.act(self.expand(img)))
+                 for img in x.split(1)])
         return self.project(self.act(self.expand(x)))
 
 
