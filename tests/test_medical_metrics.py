@@ -235,7 +235,10 @@ def _rank_worker(rank, world, port, labels, scores, queue):
         raise
 
 
-def test_two_ranks_equal_one_process():
+def test_two_ranks_equal_one_process(tmp_path, monkeypatch):
+    # MMEngine gathers CPU results through a '.dist_test' folder in the current directory
+    # (and leaves it behind, empty): keep it out of the checkout.
+    monkeypatch.chdir(tmp_path)
     labels, scores = random_predictions(101, 7, 2)  # odd: rank 1 gets a padded sample
     context = mp.get_context('spawn')
     queue = context.Queue()
