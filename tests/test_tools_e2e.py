@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from hifuse_mm.datasets import make_demo_dataset
-from tiny_config import NARROW_HIFUSE
+from tiny_config import NARROW_HIFUSE, TINY_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / 'tools'
@@ -25,18 +25,7 @@ TINY_CONFIG = """\
 _base_ = [{base!r}]
 
 data_root = {data_root!r}
-""" + NARROW_HIFUSE + """train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.6, 1.0)),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackInputs'),
-]
-test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
-train_dataloader = dict(
-    batch_size=4, dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(batch_size=4, dataset=dict(data_root=data_root, pipeline=test_pipeline))
-test_dataloader = val_dataloader
-train_cfg = dict(max_epochs=2)
+""" + NARROW_HIFUSE + TINY_DATA + """train_cfg = dict(max_epochs=2)
 default_hooks = dict(logger=dict(interval=1))
 """
 

@@ -21,11 +21,9 @@ model = dict(
     head=dict(in_channels=128))
 """
 
-TEMPLATE = """\
-_base_ = [{base!r}]
-custom_imports = dict(imports={imports!r}, allow_failed_imports=False)
-data_root = {data_root!r}
-""" + NARROW_HIFUSE + """train_pipeline = [
+#: 32 px pipelines and batch-4 loaders over ``data_root``.
+TINY_DATA = """\
+train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.6, 1.0)),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
@@ -35,7 +33,13 @@ test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
 train_dataloader = dict(batch_size=4, dataset=dict(data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(batch_size=4, dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
-train_cfg = dict(max_epochs=1)
+"""
+
+TEMPLATE = """\
+_base_ = [{base!r}]
+custom_imports = dict(imports={imports!r}, allow_failed_imports=False)
+data_root = {data_root!r}
+""" + NARROW_HIFUSE + TINY_DATA + """train_cfg = dict(max_epochs=1)
 param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=True, begin=0, end=1000)]
 default_hooks = dict(logger=dict(interval=1))
 """

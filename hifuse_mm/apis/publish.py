@@ -11,7 +11,6 @@ the file's SHA-256, e.g. ``hifuse-tiny_isic2018-1a2b3c4d.pth``.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Dict, List, Union
 import numpy as np
 import torch
 
+from ..utils.file_hash import file_sha256
 from .output_files import OutputExistsError
 
 PathLike = Union[str, Path]
@@ -82,15 +82,6 @@ def slim_checkpoint(checkpoint: Dict[str, Any]) -> Dict[str, Any]:
     return slim
 
 
-def sha256_of(path: PathLike) -> str:
-    """SHA-256 of a file's bytes, as hex."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as stream:
-        for block in iter(lambda: stream.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def hashed_name(out: PathLike, sha256: str) -> Path:
     """``dir/name.pth`` -> ``dir/name-<sha256[:8]>.pth``."""
     out = Path(out)
@@ -139,10 +130,10 @@ def publish_checkpoint(src: PathLike, out: PathLike,
         with open(tmp, 'wb') as stream:
             torch.save(slim, stream)
         _check_weights_only(tmp, slim)
-        digest = sha256_of(tmp)
+        digest = file_sha256(tmp)
         final = hashed_name(out, digest)
         if final.exists():
-            if sha256_of(final) == digest:
+            if file_sha256(final) == digest:
                 return Published(final, digest, dropped, created=False)
             raise OutputExistsError(f'{final} exists with different contents; remove it or '
                                     'choose another output name')

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from ..utils.file_hash import file_sha256
 from .imagecheck import MISSING, OK, duplicate_groups, inspect_images, split_leaks
 
 SPLITS: Tuple[str, ...] = ('train', 'val', 'test')
@@ -91,15 +92,6 @@ def index_file(partition: str, split: str) -> str:
 def split_key(partition: str, split: str) -> str:
     """Name of a split in ``split.json`` (``'train'`` or ``'fold1/train'``)."""
     return f'{partition}/{split}' if partition else split
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 hex digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as stream:
-        for block in iter(lambda: stream.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _listing(items: Sequence[str], more_hint: str = '') -> str:
@@ -307,7 +299,7 @@ def write_split(plan: SplitPlan, src: Path, out: Path, force: bool = False,
         classes=list(plan.classes),
         image_root=image_root,
         counts=counts,
-        source_files={name: sha256_file(path)
+        source_files={name: file_sha256(path)
                       for name, path in sorted(plan.source_files.items())},
         index_files={name: hashlib.sha256(text.encode()).hexdigest()
                      for name, text in sorted(contents.items())},
@@ -386,7 +378,7 @@ def check_prepared(out: Path, workers: Optional[int] = None) -> List[str]:
         path = out / name
         if not path.is_file():
             problems.append(f'{path} is missing (listed in {SPLIT_JSON})')
-        elif sha256_file(path) != digest:
+        elif file_sha256(path) != digest:
             problems.append(f'{path} was changed after it was prepared (its SHA-256 differs '
                             f'from {SPLIT_JSON}); re-run the converter with --force')
     if (out / CLASSES_TXT).is_file():
@@ -415,7 +407,7 @@ def check_prepared(out: Path, workers: Optional[int] = None) -> List[str]:
         path = root / name
         if not path.is_file():
             print(f'Note: source file {path} not reachable; its checksum was not re-checked')
-        elif sha256_file(path) != digest:
+        elif file_sha256(path) != digest:
             problems.append(f'{path} changed since the split was prepared (SHA-256 differs '
                             f'from {SPLIT_JSON}): re-run the converter with --force')
     return problems

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional, Union
 
+from ..utils.file_hash import file_sha256
+
 PathLike = Union[str, Path]
 
 #: Environment variable naming the signing key file.
@@ -98,15 +100,6 @@ def signature_path(checkpoint: PathLike) -> Path:
     """The sidecar of ``checkpoint``."""
     checkpoint = Path(checkpoint)
     return checkpoint.with_name(checkpoint.name + SIGNATURE_SUFFIX)
-
-
-def file_sha256(path: PathLike) -> str:
-    """SHA-256 of a file's bytes, hex."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as stream:
-        for block in iter(lambda: stream.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _mac(key: bytes, sha256_hex: str) -> str:
