@@ -1,8 +1,8 @@
 """Command-line front ends behind ``tools/train.py`` and ``tools/test.py``.
 
 They keep MMPretrain 1.2's CLI (same arguments, same meaning) and add what this stack needs:
-``import hifuse_mm`` (module registration and :mod:`hifuse_mm.utils.compat`), the config-side
-compat fixes (``persistent_workers`` only with workers; gloo and CPU DDP for ``--launcher`` on
+``import hifuse_mm`` (module registration and :mod:`hifuse_mm.engine`), the config-side
+fixes of :mod:`hifuse_mm.engine.run_config` (``persistent_workers`` only with workers; gloo and CPU DDP for ``--launcher`` on
 CPU-only hosts) and a CPU-capable ``--amp``. ``tools/demo.py`` and ``tools/kfold.py`` reuse the
 same functions.
 
@@ -44,7 +44,8 @@ from .datasets import BadImageError, DatasetError
 from .engine import (RUN_HOOKS, CheckpointMismatchError, ClassCountMismatchError,
                      NonFiniteLossError, UntrustedCheckpointError, trust_all_checkpoints)
 from .evaluation import MedicalMetrics, write_test_report
-from .utils import compat
+from .engine import run_config
+from .utils import device
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 #: Errors whose message names the file or key and what to do: shown without a traceback.
@@ -140,11 +141,11 @@ def _set_dataloader_defaults(cfg: Config, pin_memory: bool,
 
     ``persistent_workers=None`` leaves that key alone (test tool).
     """
-    defaults = dict(pin_memory=not compat.on_cpu_only_host(),
+    defaults = dict(pin_memory=not device.on_cpu_only_host(),
                     collate_fn=dict(type='default_collate'))
     if persistent_workers is not None:
         defaults['persistent_workers'] = True
-    for key in compat.DATALOADER_KEYS:
+    for key in run_config.DATALOADER_KEYS:
         loader = cfg.get(key)
         if loader is None:
             continue
@@ -163,7 +164,7 @@ def _finish(cfg: Config, args: argparse.Namespace) -> Config:
     add_run_hooks(cfg)
     if getattr(args, 'skip_bad_images', False):
         skip_bad_images(cfg)
-    compat.configure(cfg, args.launcher)
+    run_config.configure(cfg, args.launcher)
     return cfg
 
 
@@ -194,7 +195,7 @@ def skip_bad_images(cfg: Config) -> None:
     from mmpretrain.registry import DATASETS
 
     from .datasets import MedicalImageDataset
-    for key in compat.DATALOADER_KEYS:
+    for key in run_config.DATALOADER_KEYS:
         dataset = (cfg.get(key) or {}).get('dataset')
         if dataset is None:
             continue
@@ -221,7 +222,7 @@ def train_config(args: argparse.Namespace) -> Config:
     """Build the training config from parsed :func:`train_parser` arguments."""
     cfg = _load(args)
     if args.amp:
-        compat.amp_optim_wrapper_cfg(cfg.optim_wrapper)
+        run_config.amp_optim_wrapper_cfg(cfg.optim_wrapper)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:

@@ -15,7 +15,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope, WEIGHT_INITIALIZERS
 
-import hifuse_mm  # noqa: F401  (registers our modules, applies compat)
+import hifuse_mm  # noqa: F401  (registers our modules)
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 

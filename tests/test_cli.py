@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from hifuse_mm import cli
-from hifuse_mm.utils import compat
+from hifuse_mm.utils import device
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / 'configs' / 'hifuse' / 'hifuse-tiny_demo.py')
@@ -26,7 +26,7 @@ def test_train_defaults():
     loader = cfg.train_dataloader
     assert loader.num_workers == 0 and loader.persistent_workers is False
     assert loader.collate_fn == dict(type='default_collate')
-    assert loader.pin_memory is (not compat.on_cpu_only_host())
+    assert loader.pin_memory is (not device.on_cpu_only_host())
 
 
 def test_persistent_workers_follow_num_workers():
@@ -58,7 +58,7 @@ def test_resume():
 
 
 def test_launcher_on_cpu(monkeypatch):
-    monkeypatch.setattr(compat, 'on_cpu_only_host', lambda: True)
+    monkeypatch.setattr(device, 'on_cpu_only_host', lambda: True)
     monkeypatch.delenv('LOCAL_RANK', raising=False)
     cfg = make_train_cfg('--launcher', 'pytorch', '--local-rank', '1')
     assert cfg.launcher == 'pytorch'

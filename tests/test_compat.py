@@ -1,4 +1,5 @@
-"""Unit tests of hifuse_mm.utils.compat (one group per fix A-E)."""
+"""Unit tests of the stack fixes (hifuse_mm.engine: safe loading, run_config, CPU amp, CPU
+gloo, warning filters)."""
 import os
 import socket
 import warnings
@@ -12,19 +13,22 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner.amp import autocast
 from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint, save_checkpoint
 
-import hifuse_mm  # noqa: F401  (applies compat)
-from hifuse_mm.utils import compat
+import hifuse_mm  # noqa: F401
+from hifuse_mm import engine
+from hifuse_mm.engine import run_config, warning_filters
+from hifuse_mm.engine.safe_checkpoint import load_from_local
+from hifuse_mm.utils import device
 from mmpretrain.registry import OPTIM_WRAPPERS
 
 
 def test_apply_is_idempotent():
     from mmengine.dist import utils as dist_utils
-    compat.apply()
+    engine.install()
     init = dist_utils._init_dist_pytorch
-    compat.apply()
+    engine.install()
     assert dist_utils._init_dist_pytorch is init
     assert not getattr(init.__wrapped__, '_hifuse_cpu_aware', False)
-    assert CheckpointLoader._get_checkpoint_loader('x.pth') is compat.load_from_local
+    assert CheckpointLoader._get_checkpoint_loader('x.pth') is load_from_local
 
 
 # A. checkpoint loading ----------------------------------------------------------------------
@@ -51,7 +55,7 @@ def test_training_checkpoint_with_history_buffer_loads(tmp_path):
 
 def test_local_loader_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
-        compat.load_from_local(str(tmp_path / 'missing.pth'))
+        load_from_local(str(tmp_path / 'missing.pth'))
 
 
 # B. persistent_workers ----------------------------------------------------------------------
@@ -60,7 +64,7 @@ def test_fix_persistent_workers():
         train_dataloader=dict(num_workers=0, persistent_workers=True),
         val_dataloader=dict(num_workers=2, persistent_workers=True),
         test_dataloader=None))
-    compat.fix_persistent_workers(cfg)
+    run_config.fix_persistent_workers(cfg)
     assert cfg.train_dataloader.persistent_workers is False
     assert cfg.val_dataloader.persistent_workers is True
     assert cfg.test_dataloader is None
@@ -84,7 +88,7 @@ class _Probe(nn.Module):
         return out
 
 
-@pytest.mark.skipif(not compat.on_cpu_only_host(), reason='CPU-only behaviour')
+@pytest.mark.skipif(not device.on_cpu_only_host(), reason='CPU-only behaviour')
 def test_cpu_amp_optim_wrapper_trains_in_bf16():
     model = _Probe()
     wrapper = OPTIM_WRAPPERS.build(dict(
@@ -106,12 +110,12 @@ def test_cpu_amp_optim_wrapper_trains_in_bf16():
 
 def test_amp_optim_wrapper_cfg():
     optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-4))
-    compat.amp_optim_wrapper_cfg(optim_wrapper)
+    run_config.amp_optim_wrapper_cfg(optim_wrapper)
     assert optim_wrapper['type'] == 'CPUAwareAmpOptimWrapper'
     assert optim_wrapper['loss_scale'] == 'dynamic'
 
 
-@pytest.mark.skipif(not compat.on_cpu_only_host(), reason='CPU-only behaviour')
+@pytest.mark.skipif(not device.on_cpu_only_host(), reason='CPU-only behaviour')
 def test_test_time_autocast_runs_bf16_on_cpu():
     model = _Probe()
     with torch.no_grad(), autocast(enabled=True):  # what mmengine's TestLoop does for fp16
@@ -121,9 +125,9 @@ def test_test_time_autocast_runs_bf16_on_cpu():
 
 # D. distributed on CPU-only hosts -----------------------------------------------------------
 def test_configure_distributed_cpu(monkeypatch):
-    monkeypatch.setattr(compat, 'on_cpu_only_host', lambda: True)
+    monkeypatch.setattr(device, 'on_cpu_only_host', lambda: True)
     cfg = Config(dict(env_cfg=dict(dist_cfg=dict(backend='nccl')), find_unused_parameters=True))
-    compat.configure_distributed(cfg, 'pytorch')
+    run_config.configure_distributed(cfg, 'pytorch')
     assert cfg.env_cfg.dist_cfg.backend == 'gloo'
     assert cfg.model_wrapper_cfg == dict(
         type='MMDistributedDataParallel', broadcast_buffers=False,
@@ -131,7 +135,7 @@ def test_configure_distributed_cpu(monkeypatch):
 
     user = Config(dict(model_wrapper_cfg=dict(type='MMDistributedDataParallel',
                                               broadcast_buffers=True)))
-    compat.configure_distributed(user, 'slurm')
+    run_config.configure_distributed(user, 'slurm')
     assert user.model_wrapper_cfg.broadcast_buffers is True
     assert user.model_wrapper_cfg.device_ids is None
     assert user.env_cfg.dist_cfg.backend == 'gloo'
@@ -139,9 +143,9 @@ def test_configure_distributed_cpu(monkeypatch):
 
 def test_configure_distributed_noop(monkeypatch):
     cfg = Config(dict(env_cfg=dict(dist_cfg=dict(backend='nccl'))))
-    compat.configure_distributed(cfg, 'none')
-    monkeypatch.setattr(compat, 'on_cpu_only_host', lambda: False)
-    compat.configure_distributed(cfg, 'pytorch')
+    run_config.configure_distributed(cfg, 'none')
+    monkeypatch.setattr(device, 'on_cpu_only_host', lambda: False)
+    run_config.configure_distributed(cfg, 'pytorch')
     assert cfg.env_cfg.dist_cfg.backend == 'nccl'
     assert 'model_wrapper_cfg' not in cfg
 
@@ -152,7 +156,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.skipif(not compat.on_cpu_only_host(), reason='CPU-only behaviour')
+@pytest.mark.skipif(not device.on_cpu_only_host(), reason='CPU-only behaviour')
 def test_init_dist_pytorch_uses_gloo_without_cuda(monkeypatch):
     from mmengine.dist import init_dist
     for key, value in dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1',
@@ -175,7 +179,7 @@ def test_init_dist_pytorch_uses_gloo_without_cuda(monkeypatch):
 def test_harmless_warnings_are_filtered():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        compat.apply()
+        engine.install()
         warnings.warn('Fail to import ``MultiScaleDeformableAttention`` from '
                       '``mmcv.ops.multi_scale_deform_attn``, You should install ``mmcv``')
         warnings.warn('`torch.cuda.amp.GradScaler(args...)` is deprecated. Please use '

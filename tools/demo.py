@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import hifuse_mm  # noqa: F401  (registers modules, applies hifuse_mm.utils.compat)
+import hifuse_mm  # noqa: F401  (registers modules, installs the run-safety layer)
 from hifuse_mm.cli import run_test_with_report, run_train, test_config, test_parser, \
     train_config, train_parser
 from hifuse_mm.datasets import make_demo_dataset, read_classes

@@ -5,7 +5,7 @@ Trains and tests every fold with the same code as tools/train.py and tools/test.
 <work-dir>/kfold.md and kfold.json (every test metric per fold, mean, std). See
 ``python tools/kfold.py -h`` and hifuse_mm/kfold.py.
 """
-import hifuse_mm  # noqa: F401  (registers modules, applies hifuse_mm.utils.compat)
+import hifuse_mm  # noqa: F401  (registers modules, installs the run-safety layer)
 from hifuse_mm.kfold import kfold_main
 
 if __name__ == '__main__':

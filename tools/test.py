@@ -3,7 +3,7 @@
 
 Same CLI as MMPretrain's tools/test.py; see ``python tools/test.py -h`` and hifuse_mm/cli.py.
 """
-import hifuse_mm  # noqa: F401  (registers modules, applies hifuse_mm.utils.compat)
+import hifuse_mm  # noqa: F401  (registers modules, installs the run-safety layer)
 from hifuse_mm.cli import test_main
 
 if __name__ == '__main__':

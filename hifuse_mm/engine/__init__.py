@@ -9,10 +9,14 @@
 * :mod:`~hifuse_mm.engine.hooks` — ``EpochReseedHook`` (exact resume), ``NonFiniteLossHook``,
   ``ClassCountCheckHook``, ``BadImageReportHook``.
 
-:func:`install` (called by :func:`hifuse_mm.utils.compat.apply`, i.e. on ``import hifuse_mm``)
-puts the first three in place; it is idempotent. See SECURITY.md for the checkpoint policy.
+:func:`install` (called on ``import hifuse_mm`` for now) puts the first three in place, the CPU
+gloo initialiser (:mod:`~hifuse_mm.engine.cpu_distributed`) and the warning filters
+(:mod:`~hifuse_mm.engine.warning_filters`); it is idempotent. See SECURITY.md for the checkpoint
+policy. :mod:`~hifuse_mm.engine.run_config` holds the config transforms the tools apply.
 """
-from . import atomic_io, safe_checkpoint, state_dict_match
+from . import (atomic_io, cpu_distributed, run_config, safe_checkpoint, state_dict_match,
+               warning_filters)
+from .cpu_amp_optim_wrapper import CPUAwareAmpOptimWrapper
 from .checkpoint_trust import (key_path, resuming, sign_checkpoint, trust_all_checkpoints,
                                verify_signature)
 from .hooks import (BadImageReportHook, ClassCountCheckHook, ClassCountMismatchError,
@@ -25,14 +29,17 @@ RUN_HOOKS = ('EpochReseedHook', 'NonFiniteLossHook', 'ClassCountCheckHook', 'Bad
 
 
 def install() -> None:
-    """Safe loading, atomic + signed saving, strict runner loading (idempotent)."""
+    """Safe loading, atomic + signed saving, strict runner loading, CPU gloo init, warning
+    filters (idempotent)."""
+    warning_filters.install()
     safe_checkpoint.install()
     atomic_io.install()
     state_dict_match.install()
+    cpu_distributed.install()
 
 
 __all__ = [
-    'BadImageReportHook', 'CheckpointMismatchError', 'ClassCountCheckHook',
+    'BadImageReportHook', 'CPUAwareAmpOptimWrapper', 'CheckpointMismatchError', 'ClassCountCheckHook',
     'ClassCountMismatchError', 'EpochReseedHook', 'NonFiniteLossError', 'NonFiniteLossHook',
     'RUN_HOOKS', 'StateDictMismatch', 'UntrustedCheckpointError', 'compare_state_dict',
     'install', 'key_path', 'load_checkpoint_file', 'resuming', 'sign_checkpoint',

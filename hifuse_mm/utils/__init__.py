@@ -1,4 +1,1 @@
-"""Utilities: :mod:`hifuse_mm.utils.compat` holds the fixes for this software stack."""
-from . import compat
-
-__all__ = ['compat']
+"""Leaf helpers: no imports from the rest of hifuse_mm (see docs/development.md, layering)."""

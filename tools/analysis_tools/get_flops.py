@@ -33,10 +33,10 @@ def main() -> int:
         parser.error('--shape takes H or H W')
     shape = tuple(args.shape * 2 if len(args.shape) == 1 else args.shape)
 
-    import hifuse_mm  # noqa: F401  (registers models, applies compat)
+    import hifuse_mm  # noqa: F401  (registers models)
     from mmpretrain.registry import MODELS
 
-    from hifuse_mm.utils.complexity import model_complexity
+    from hifuse_mm.analysis.complexity import model_complexity
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
