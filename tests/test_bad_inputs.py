@@ -1,8 +1,8 @@
 """Bad input: every case gives a clear error naming the file or key and what to do, or is
 handled as documented (hifuse_mm/datasets/image_decoding.py has the table).
 
-Images go through the real ``LoadImageFromFile`` of the configs (hifuse_mm's checked version,
-registered under mmcv's name); runs go through ``hifuse_mm.cli`` in-process with the narrow
+Images go through the real image loader of the configs (hifuse_mm's
+``CheckedLoadImageFromFile``); runs go through ``hifuse_mm.cli`` in-process with the narrow
 HiFuse of tests/tiny_config.py.
 """
 import contextlib
@@ -31,7 +31,7 @@ HINT = '--skip-bad-images'
 
 def _load(path: Path, **kwargs) -> np.ndarray:
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        loader = TRANSFORMS.build(dict(type='LoadImageFromFile', **kwargs))
+        loader = TRANSFORMS.build(dict(type='CheckedLoadImageFromFile', **kwargs))
     return loader(dict(img_path=str(path)))['img']
 
 
@@ -91,7 +91,7 @@ def test_bad_image_fails_naming_the_file(images, name, reason):
     assert message.startswith(f'{images / name}: ') and reason in message and HINT in message
     # mmcv's ignore_empty keeps its meaning: None instead of an error.
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        loader = TRANSFORMS.build(dict(type='LoadImageFromFile', ignore_empty=True))
+        loader = TRANSFORMS.build(dict(type='CheckedLoadImageFromFile', ignore_empty=True))
     assert loader(dict(img_path=str(images / name))) is None
 
 

@@ -45,6 +45,15 @@ class Payload:
         return os.system, (f'touch {shlex.quote(self.marker)}', )
 
 
+@pytest.fixture(autouse=True, scope='module')
+def installed():
+    """mmengine's own loading functions are checked as our tools leave them: after the tools'
+    process-wide opt-in (``import hifuse_mm`` alone does not change mmengine). Runs get the
+    policy from HiFuseRunner (the configs' runner_type)."""
+    from hifuse_mm import engine
+    engine.install()
+
+
 @pytest.fixture(scope='module')
 def space(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp('safety')

@@ -21,6 +21,13 @@ from hifuse_mm.utils import device
 from mmpretrain.registry import OPTIM_WRAPPERS
 
 
+@pytest.fixture(autouse=True, scope='module')
+def installed():
+    """These tests check the process-wide part our tools opt into (``import hifuse_mm`` alone
+    changes nothing in mmengine: tests/test_import_isolation.py)."""
+    engine.install()
+
+
 def test_apply_is_idempotent():
     from mmengine.dist import utils as dist_utils
     engine.install()

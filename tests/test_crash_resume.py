@@ -27,7 +27,9 @@ import torch
 from hifuse_mm import cli
 from hifuse_mm.datasets import make_demo_dataset
 from hifuse_mm.engine import load_checkpoint_file, verify_signature
+from hifuse_mm.engine.atomic_backend import AtomicLocalBackend
 from hifuse_mm.engine.atomic_io import atomic_open, atomic_write_bytes
+from hifuse_mm.engine.mmengine_patches import atomic_last_checkpoint
 from tool_runner import REPO, TOOLS
 
 TESTS = Path(__file__).resolve().parent
@@ -49,12 +51,12 @@ model = dict(
     neck=dict(in_channels=(16, 32, 64, 128)),
     head=dict(in_channels=128))
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.5, 1.0)),
     dict(type='RandomFlip', prob=0.5, direction=['horizontal', 'vertical']),
     dict(type='PackInputs'),
 ]
-test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+test_pipeline = [dict(type='CheckedLoadImageFromFile'), dict(type='PackInputs')]
 train_dataloader = dict(batch_size=4, num_workers=2,
                         dataset=dict(data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(batch_size=4, dataset=dict(data_root=data_root, pipeline=test_pipeline))
@@ -194,29 +196,30 @@ def _kill_at_fsync():
 
 @pytest.mark.parametrize('kind', ['pointer', 'checkpoint'])
 def test_kill_during_write_keeps_the_old_file(tmp_path, kind):
-    """The real writers used for ``last_checkpoint`` (CheckpointHook's ``open``) and for
-    checkpoint bytes (mmengine's LocalBackend.put), killed in the middle of a write."""
-    from mmengine.fileio.backends import LocalBackend
+    """The real writers used for ``last_checkpoint`` (CheckpointHook's ``open``, as
+    CrashSafeCheckpointHook saves) and for checkpoint bytes (the ``hifuse_atomic_local``
+    backend HiFuseRunner saves with), killed in the middle of a write."""
     from mmengine.hooks import checkpoint_hook
 
     target = tmp_path / ('last_checkpoint' if kind == 'pointer' else 'epoch_1.pth')
     old = b'work_dirs/x/epoch_1.pth' if kind == 'pointer' else os.urandom(4096)
     atomic_write_bytes(target, old)
-    assert checkpoint_hook.open is atomic_open  # what CheckpointHook writes the pointer with
+    with atomic_last_checkpoint():
+        assert checkpoint_hook.open is atomic_open  # what CheckpointHook writes the pointer with
 
-    def write():
-        _kill_at_fsync()
-        if kind == 'pointer':
-            with checkpoint_hook.open(str(target), 'w') as stream:
-                stream.write('work_dirs/x/epoch_2.pth')
-        else:
-            LocalBackend().put(os.urandom(8192), str(target))
+        def write():
+            _kill_at_fsync()
+            if kind == 'pointer':
+                with checkpoint_hook.open(str(target), 'w') as stream:
+                    stream.write('work_dirs/x/epoch_2.pth')
+            else:
+                AtomicLocalBackend().put(os.urandom(8192), str(target))
 
-    assert _in_child(write) == signal.SIGKILL
+        assert _in_child(write) == signal.SIGKILL
     assert target.read_bytes() == old
     partial, = tmp_path.glob(f'.{target.name}.tmp-*')
     assert 0 < partial.stat().st_size < 8192
     # The next complete write replaces the file and removes the dead writer's temporary.
-    LocalBackend().put(b'new', str(target))
+    AtomicLocalBackend().put(b'new', str(target))
     assert target.read_bytes() == b'new'
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]

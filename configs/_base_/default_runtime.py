@@ -1,9 +1,15 @@
 # Runtime shared by every hifuse-mm config (MMPretrain old-style config).
 default_scope = 'mmpretrain'
 
-# Registers HiFuse/HEMF modules and applies hifuse_mm.utils.compat; makes MMPretrain's own tools
+# Registers HiFuse/HEMF modules (and nothing else); makes MMPretrain's own tools
 # (confusion_matrix.py, get_flops.py, test.py, ...) work with these configs.
 custom_imports = dict(imports=['hifuse_mm'], allow_failed_imports=False)
+
+# Run safety (hifuse_mm.engine.runner, SECURITY.md): checkpoints load weights-only (full
+# unpickling only when trusted) and strictly; checkpoints are written atomically and signed;
+# gloo on CPU-only hosts. HiFuseRunner is registered in MMPretrain's RUNNERS; the scope prefix
+# lets tools that build from mmengine's root RUNNERS (MMPretrain's tools/train.py) find it.
+runner_type = 'mmpretrain.HiFuseRunner'
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
@@ -11,8 +17,10 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     # The best checkpoint is chosen on the VALIDATION split (test is only used by tools/test.py),
     # by macro F1 of MedicalMetrics (hifuse_mm.evaluation); the rule must be given for f1 keys.
+    # mmengine's CheckpointHook, crash-safe: atomic last_checkpoint, old checkpoints deleted
+    # only after the new one is saved (hifuse_mm.engine.hooks).
     checkpoint=dict(
-        type='CheckpointHook',
+        type='CrashSafeCheckpointHook',
         interval=1,
         max_keep_ckpts=3,
         save_best='medical/f1_macro',
@@ -35,7 +43,7 @@ custom_hooks = [
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    # On CPU-only hosts tools/train.py and tools/test.py switch this to gloo (hifuse_mm compat).
+    # On CPU-only hosts HiFuseRunner and the tools use gloo (hifuse_mm.engine.cpu_distributed).
     dist_cfg=dict(backend='nccl'),
 )
 

@@ -1,13 +1,14 @@
-"""``LoadImageFromFile`` with clear errors for bad files and a guaranteed 8-bit BGR result.
+"""``CheckedLoadImageFromFile``: ``LoadImageFromFile`` with clear errors for bad files and a
+guaranteed 8-bit BGR result.
 
-Registered in MMPretrain's ``TRANSFORMS`` under mmcv's name ``LoadImageFromFile`` (replacing
-the plain mmcv class there), so every config's pipeline, ours and MMPretrain's, gets it without
-changes. Same arguments and outputs as mmcv's transform, plus ``max_pixels``; the difference is
-what happens with a bad file (see :mod:`hifuse_mm.datasets.image_decoding`): mmcv raises a bare
-``AssertionError`` or an OpenCV error that does not name the file (zero-byte files), and may
-decode a truncated file; this one raises :class:`~hifuse_mm.datasets.image_decoding.
-BadImageError` naming the file, the reason and what to do. ``ignore_empty=True`` still returns
-None for a bad file, as in mmcv.
+Registered in MMPretrain's ``TRANSFORMS`` under its own name (MMPretrain's
+``LoadImageFromFile`` stays mmcv's); the pipelines of our configs
+(``configs/_base_/datasets/medical_224px.py``) use it. Same arguments and outputs as mmcv's
+transform, plus ``max_pixels``; the difference is what happens with a bad file (see
+:mod:`hifuse_mm.datasets.image_decoding`): mmcv raises a bare ``AssertionError`` or an OpenCV
+error that does not name the file (zero-byte files), and may decode a truncated file; this one
+raises :class:`~hifuse_mm.datasets.image_decoding.BadImageError` naming the file, the reason
+and what to do. ``ignore_empty=True`` still returns None for a bad file, as in mmcv.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from mmpretrain.registry import TRANSFORMS
 from .image_decoding import DEFAULT_MAX_PIXELS, BadImageError, decode_image_bytes
 
 
-@TRANSFORMS.register_module(name='LoadImageFromFile', force=True)
+@TRANSFORMS.register_module()
 class CheckedLoadImageFromFile(MMCVLoadImageFromFile):
     """mmcv's ``LoadImageFromFile`` that refuses bad files with a message naming them.
 

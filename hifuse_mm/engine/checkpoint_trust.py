@@ -6,9 +6,10 @@ A pickle can run any code while it is loaded, so a checkpoint that does not load
 
 * the user says so: ``--trust-checkpoint`` on the tools, ``trust_checkpoint=True`` in Python,
   or the :func:`trust_all_checkpoints` context; or
-* it is being **resumed** (:meth:`mmengine.runner.Runner.resume`, i.e. ``--resume``) and it is
-  a checkpoint our training wrote: its sidecar ``<checkpoint>.sig`` holds an HMAC-SHA256, under
-  this user account's signing key, of the file's SHA-256.
+* it is being **resumed** (:meth:`hifuse_mm.engine.runner.HiFuseRunner.resume`, i.e.
+  ``--resume``, or the :func:`resuming` context) and it is a checkpoint our training wrote:
+  its sidecar ``<checkpoint>.sig`` holds an HMAC-SHA256, under this user account's signing
+  key, of the file's SHA-256.
 
 Why a keyed signature and not a plain hash next to the file: whoever hands you a checkpoint
 can hand you a matching hash too. The key lives outside every work dir, in
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Union
 
 from ..utils.file_hash import file_sha256
+from .atomic_io import atomic_write_text
 
 PathLike = Union[str, Path]
 
@@ -172,7 +174,6 @@ def may_unpickle_fully(checkpoint: PathLike) -> TrustDecision:
 
 def sign_checkpoint(checkpoint: PathLike) -> Optional[Path]:
     """Write ``checkpoint``'s sidecar (atomically); None when no key can be made."""
-    from .atomic_io import atomic_write_text  # late: atomic_io imports this module
     key = signing_key(create=True)
     if key is None:
         return None

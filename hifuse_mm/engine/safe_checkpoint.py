@@ -1,9 +1,11 @@
 """Safe checkpoint loading: weights-only by default, full unpickling only when trusted.
 
-:func:`load_checkpoint_file` is the one local loader of the project. :func:`install` registers
-it as mmengine's loader for local paths (``CheckpointLoader``, used by ``Runner.load_checkpoint``
-for ``load_from`` and ``tools/test.py``, by ``Runner.resume``, by ``load_checkpoint`` and by
-``init_cfg=dict(type='Pretrained')``) and marks ``Runner.resume`` as a resume scope. The API
+:func:`load_checkpoint_file` is the one local loader of the project; :func:`load_from_local`
+is the same as an mmengine ``CheckpointLoader`` scheme for local paths. A
+:class:`~hifuse_mm.engine.runner.HiFuseRunner` uses it for everything its runs load from local
+files (``load_from`` and ``tools/test.py``, ``--resume``, ``init_cfg=dict(type='Pretrained')``),
+and :func:`hifuse_mm.engine.install` (called by our tools) makes it mmengine's local loader for
+the whole process (:mod:`~hifuse_mm.engine.mmengine_patches`). The API
 (:mod:`hifuse_mm.apis`) and the converters call it directly.
 
 Every file is first read with ``torch.load(weights_only=True)`` plus the allowlist of
@@ -20,12 +22,12 @@ import os
 import pickle
 import re
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Union
+from typing import Any, List, Optional, Union
 
 import torch
 
 from .checkpoint_allowlist import allowed_global_names, allowed_globals
-from .checkpoint_trust import TrustDecision, may_unpickle_fully, resuming
+from .checkpoint_trust import TrustDecision, may_unpickle_fully
 
 PathLike = Union[str, Path]
 _REFUSAL = re.compile(r'(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)'
@@ -115,24 +117,3 @@ def load_checkpoint_file(filename: PathLike, map_location: Any = None,
 def load_from_local(filename: str, map_location: Any = None) -> Any:
     """mmengine ``CheckpointLoader`` scheme for local paths: :func:`load_checkpoint_file`."""
     return load_checkpoint_file(filename, map_location)
-
-
-def _resume_scope(original: Callable[..., Any]) -> Callable[..., Any]:
-
-    def resume(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with resuming():
-            return original(self, *args, **kwargs)
-
-    resume.__wrapped__ = original  # type: ignore[attr-defined]
-    resume._hifuse_resume_scope = True  # type: ignore[attr-defined]
-    return resume
-
-
-def install() -> None:
-    """Register the safe loader for local files; make ``Runner.resume`` a resume scope."""
-    from mmengine.runner import Runner
-    from mmengine.runner.checkpoint import CheckpointLoader
-
-    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
-    if not getattr(Runner.resume, '_hifuse_resume_scope', False):
-        Runner.resume = _resume_scope(Runner.resume)

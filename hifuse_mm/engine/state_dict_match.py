@@ -1,19 +1,20 @@
 """Checkpoints that do not fit the model: a clear error naming the mismatched keys.
 
-``Runner.load_checkpoint`` (``load_from``, ``tools/test.py``, ``--resume``) loads non-strictly in
-mmengine 0.10.7: a checkpoint of another architecture or class count only logs a warning and
-the run goes on with randomly initialised layers (a test then reports a random model's
-metrics). :func:`install` makes it strict: any missing, unexpected or differently shaped tensor
-raises :class:`CheckpointMismatchError`, which lists them (the first few of each kind) and
-says what to do. To start from a checkpoint of another class count on purpose, load the
-backbone only: ``model.backbone.init_cfg=dict(type='Pretrained', checkpoint=...,
+mmengine's ``Runner.load_checkpoint`` (``load_from``, ``tools/test.py``, ``--resume``) loads
+non-strictly: a checkpoint of another architecture or class count only logs a warning and the
+run goes on with randomly initialised layers (a test then reports a random model's metrics).
+:meth:`hifuse_mm.engine.runner.HiFuseRunner.load_checkpoint` is strict: any missing, unexpected
+or differently shaped tensor (:func:`compare_state_dict`) raises
+:class:`CheckpointMismatchError`, which names the file, lists them (the first few of each
+kind) and says what to do. To start from a checkpoint of another class count on purpose,
+load the backbone only: ``model.backbone.init_cfg=dict(type='Pretrained', checkpoint=...,
 prefix='backbone.')`` (that path is not affected).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -103,46 +104,3 @@ def compare_state_dict(model: nn.Module, state_dict: Dict[str, Any]) -> StateDic
         if key in own and isinstance(value, torch.Tensor) and value.shape != own[key].shape:
             mismatch.shapes.append((key, tuple(value.shape), tuple(own[key].shape)))
     return mismatch
-
-
-def _strict(original: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap mmengine's ``_load_checkpoint_to_model`` as bound in ``mmengine.runner.runner``."""
-
-    def load_checkpoint_to_model(model: nn.Module, checkpoint: Any, strict: bool = False,
-                                 logger: Optional[Any] = None,
-                                 revise_keys: Sequence[Tuple[str, str]] = (
-                                     (r'^module\.', ''), )) -> Any:
-        mismatch = compare_state_dict(model, checkpoint_state_dict(checkpoint, revise_keys))
-        if mismatch:
-            raise CheckpointMismatchError(mismatch)
-        return original(model, checkpoint, strict, logger, list(revise_keys))
-
-    load_checkpoint_to_model._hifuse_strict = True  # type: ignore[attr-defined]
-    load_checkpoint_to_model.__wrapped__ = original  # type: ignore[attr-defined]
-    return load_checkpoint_to_model
-
-
-def _named_source(original: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``Runner.load_checkpoint`` so that a mismatch error names the file."""
-
-    def load_checkpoint(self: Any, filename: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return original(self, filename, *args, **kwargs)
-        except CheckpointMismatchError as err:
-            raise CheckpointMismatchError(err.mismatch, str(filename)) from None
-
-    load_checkpoint._hifuse_named = True  # type: ignore[attr-defined]
-    load_checkpoint.__wrapped__ = original  # type: ignore[attr-defined]
-    return load_checkpoint
-
-
-def install() -> None:
-    """Make the runner's checkpoint loading strict, with :class:`CheckpointMismatchError`."""
-    from mmengine.runner import Runner
-    from mmengine.runner import runner as runner_module
-
-    if not getattr(runner_module._load_checkpoint_to_model, '_hifuse_strict', False):
-        runner_module._load_checkpoint_to_model = _strict(
-            runner_module._load_checkpoint_to_model)
-    if not getattr(Runner.load_checkpoint, '_hifuse_named', False):
-        Runner.load_checkpoint = _named_source(Runner.load_checkpoint)

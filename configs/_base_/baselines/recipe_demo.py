@@ -13,13 +13,13 @@ classes = ['round-brown', 'irregular-dark', 'red-dotted', 'tan-striped']
 data_preprocessor = dict(num_classes=4)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=64, crop_ratio_range=(0.5, 1.0)),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='ResizeEdge', scale=72, edge='short'),
     dict(type='CenterCrop', crop_size=64),
     dict(type='PackInputs'),

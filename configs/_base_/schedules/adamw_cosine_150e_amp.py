@@ -3,9 +3,9 @@
 # precision (the authors' code trains under autocast + GradScaler).
 _base_ = ['./adamw_cosine_100e.py']
 
-# CPUAwareAmpOptimWrapper (hifuse_mm.utils.compat; what `tools/train.py --amp` selects) is
-# mmengine's AmpOptimWrapper (fp16 autocast, dynamic loss scaling) on a GPU and bf16 autocast
-# without loss scaling on a CPU-only host, where AmpOptimWrapper cannot run.
+# CPUAwareAmpOptimWrapper (hifuse_mm.engine.cpu_amp_optim_wrapper; what `tools/train.py --amp`
+# selects) is mmengine's AmpOptimWrapper (fp16 autocast, dynamic loss scaling) on a GPU and
+# bf16 autocast without loss scaling on a CPU-only host, where AmpOptimWrapper cannot run.
 optim_wrapper = dict(type='CPUAwareAmpOptimWrapper', loss_scale='dynamic')
 
 # The cosine stage ends at max_epochs (mmengine's default `end`).
