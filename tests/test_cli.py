@@ -6,8 +6,8 @@ import pytest
 
 from hifuse_mm import cli
 from hifuse_mm.utils import device
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / 'configs' / 'hifuse' / 'hifuse-tiny_demo.py')
 
 
@@ -59,7 +59,9 @@ def test_resume():
 
 def test_launcher_on_cpu(monkeypatch):
     monkeypatch.setattr(device, 'on_cpu_only_host', lambda: True)
-    monkeypatch.delenv('LOCAL_RANK', raising=False)
+    # setenv first so that monkeypatch records LOCAL_RANK and removes what the CLI sets.
+    monkeypatch.setenv('LOCAL_RANK', '')
+    monkeypatch.delenv('LOCAL_RANK')
     cfg = make_train_cfg('--launcher', 'pytorch', '--local-rank', '1')
     assert cfg.launcher == 'pytorch'
     assert cfg.env_cfg.dist_cfg.backend == 'gloo'

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
-from hifuse_mm.kfold import apply_fold, fold_ann_file, markdown_table, summarise
+from hifuse_mm.analysis.kfold_summary import markdown_table, summarise
+from hifuse_mm.cli.kfold import apply_fold, fold_ann_file
 from replicas import make_kvasir
+from helpers import REPO
 from tiny_config import NARROW_HIFUSE
 
-REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / 'tools'
 
 TINY_KVASIR = """\
@@ -28,11 +29,11 @@ _base_ = [{base!r}]
 
 data_root = {data_root!r}
 """ + NARROW_HIFUSE + """train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.6, 1.0)),
     dict(type='PackInputs'),
 ]
-test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+test_pipeline = [dict(type='CheckedLoadImageFromFile'), dict(type='PackInputs')]
 train_dataloader = dict(batch_size=8, num_workers=0,
                         dataset=dict(data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(batch_size=8, num_workers=0,

@@ -1,11 +1,11 @@
 """MedicalMetrics against scikit-learn, a hand-checked case, degenerate inputs, several ranks,
 bootstrap intervals and the test report files."""
 import csv
+import dataclasses
 import json
 import math
 import socket
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +20,8 @@ from hifuse_mm.evaluation import (REPORT_FILES, MedicalMetricWarning, bootstrap_
                                   evaluate_predictions, write_test_report)
 from mmpretrain.registry import METRICS
 from mmpretrain.structures import DataSample
+
+from helpers import DEMO_CONFIG
 
 KEYS = ('accuracy', 'balanced_accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'mcc',
         'kappa', 'auc')
@@ -331,17 +333,20 @@ def test_report_writes_nan_as_null(tmp_path):
 
 def test_test_tool_config_wiring(tmp_path):
     from hifuse_mm import cli
-    config = str(Path(__file__).resolve().parents[1] / 'configs' / 'hifuse' /
-                 'hifuse-tiny_demo.py')
+    config = str(DEMO_CONFIG)
 
     def make(cfg_file, *argv):
         return cli.test_config(cli.test_parser().parse_args([cfg_file, 'ckpt.pth', *argv]))
 
+    def report(cfg_file, *argv):
+        args = cli.test_parser().parse_args([cfg_file, 'ckpt.pth', *argv])
+        return dataclasses.asdict(cli.test_report(args))
+
     cfg = make(config, '--bootstrap', '5', '--bootstrap-seed', '3')
     assert [e['type'] for e in cfg.test_evaluator] == ['MedicalMetrics']
-    assert cfg.hifuse_report == dict(enable=True, bootstrap=5, bootstrap_seed=3, config=config,
-                                     checkpoint='ckpt.pth')
-    assert make(config, '--no-report').hifuse_report['enable'] is False
+    assert report(config, '--bootstrap', '5', '--bootstrap-seed', '3') == dict(
+        enable=True, bootstrap=5, bootstrap_seed=3, config=config, checkpoint='ckpt.pth')
+    assert report(config, '--no-report')['enable'] is False
     # A config evaluating with something else still gets MedicalMetrics for the report.
     child = tmp_path / 'child.py'
     child.write_text(f"_base_ = [{config!r}]\ntest_evaluator = dict(type='Accuracy')\n")

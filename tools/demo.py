@@ -6,7 +6,8 @@
                                                # meta/classes.txt), still at the demo's 64px
 
 Training and testing go through the same functions as tools/train.py and tools/test.py
-(hifuse_mm.cli); the best checkpoint is picked on the validation split and evaluated on test.
+(hifuse_mm.cli, hifuse_mm.engine.runs); the best checkpoint is picked on the validation split and
+evaluated on test.
 """
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import hifuse_mm  # noqa: F401  (registers modules, installs the run-safety layer)
-from hifuse_mm.cli import run_test_with_report, run_train, test_config, test_parser, \
-    train_config, train_parser
+from hifuse_mm import engine
+from hifuse_mm.cli import test_config, test_parser, test_report, train_config, train_parser
 from hifuse_mm.datasets import make_demo_dataset, read_classes
 from hifuse_mm.datasets.demo import MARKER
+from hifuse_mm.engine.runs import ReportExistsError, run_test_with_report, run_train
 from mmengine.config import Config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,6 +47,7 @@ def use_dataset(cfg: Config, data_root: Path, classes: Sequence[str]) -> None:
 
 
 def main() -> None:
+    engine.install()
     args = parse_args()
     work_dir = Path(args.work_dir or ('work_dirs/demo' + (f'_{Path(args.data).name}'
                                                           if args.data else '')))
@@ -80,8 +82,11 @@ def main() -> None:
          '--out-item', 'metrics'])
     test_cfg = test_config(test_args)
     use_dataset(test_cfg, data_root, classes)
-    metrics, report_dir = run_test_with_report(test_cfg, out=test_args.out,
-                                               out_item=test_args.out_item)
+    try:
+        metrics, report_dir = run_test_with_report(test_cfg, test_report(test_args),
+                                                   out=test_args.out, out_item=test_args.out_item)
+    except ReportExistsError as err:
+        raise SystemExit(f'error: {err}') from None
 
     chance = 100.0 / len(classes)
     print('\n' + '=' * 72)

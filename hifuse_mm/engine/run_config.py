@@ -1,5 +1,16 @@
-"""Config transforms the tools apply to a loaded config (pure functions of the config).
+"""Config transforms shared by training and testing runs (pure functions of the config).
 
+Each function edits a loaded :class:`~mmengine.config.Config` in place from explicit keyword
+options: no argparse, no file I/O. The tools' flags map onto them one to one
+(:mod:`hifuse_mm.cli`); the train- and test-only transforms are in :mod:`.training_config` and
+:mod:`.testing_config`.
+
+* Where the run writes (:func:`set_work_dir`) and MMPretrain tools' dataloader defaults
+  (:func:`set_dataloader_defaults`).
+* Run safety: every run gets the hooks of :data:`RUN_HOOKS` (:func:`add_run_hooks`: exact
+  resume, stop on a NaN/inf loss, class-count check, skipped-image report);
+  :func:`set_skip_bad_images` leaves bad images out instead of stopping; ``--compile`` adds
+  ``CompileModelHook`` (:func:`add_compile_hook`).
 * ``persistent_workers`` needs ``num_workers > 0``: mmpretrain's tools/train.py defaults
   ``persistent_workers=True`` for every dataloader, and torch's DataLoader raises ValueError when
   num_workers == 0 (same bug class fixed in mmaction2:
@@ -7,16 +18,94 @@
 * ``--launcher`` on a CPU-only host: gloo and DDP without ``device_ids``:
   :func:`configure_distributed` (the process-group side is :mod:`.cpu_distributed`).
 * ``--amp``: :func:`amp_optim_wrapper_cfg` selects :class:`.CPUAwareAmpOptimWrapper`.
+
+:func:`prepare_run` applies the shared tail of both tools in their order. An option that does
+not fit the config raises :class:`RunConfigError`, whose message says what to do.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 
 from ..utils import device
 
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+#: Hooks the tools add to every run (unless the config already has one of the type).
+RUN_HOOKS = ('EpochReseedHook', 'NonFiniteLossHook', 'ClassCountCheckHook', 'BadImageReportHook')
+
+
+class RunConfigError(ValueError):
+    """A run option that does not fit the config; the message names the option and the fix
+    (the command-line tools print it and exit with status 1)."""
+
+
+def set_work_dir(cfg: Config, work_dir: Optional[str], config_file: str) -> None:
+    """``work_dir`` if given, else the config's own, else ``work_dirs/<config name>``."""
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = str(Path('work_dirs') / Path(config_file).stem)
+
+
+def set_dataloader_defaults(cfg: Config, *, pin_memory: bool,
+                            persistent_workers: Optional[bool]) -> None:
+    """Fill MMPretrain tools' dataloader defaults; the config's own values win, options override.
+
+    ``pin_memory=False`` turns pinning off everywhere; ``persistent_workers=None`` leaves that
+    key alone (test tool), ``False`` turns it off everywhere.
+    """
+    defaults = dict(pin_memory=not device.on_cpu_only_host(),
+                    collate_fn=dict(type='default_collate'))
+    if persistent_workers is not None:
+        defaults['persistent_workers'] = True
+    for key in DATALOADER_KEYS:
+        loader = cfg.get(key)
+        if loader is None:
+            continue
+        cfg[key] = ConfigDict({**defaults, **loader})
+        if not pin_memory:
+            cfg[key].pin_memory = False
+        if persistent_workers is False:
+            cfg[key].persistent_workers = False
+
+
+def add_compile_hook(cfg: Config) -> None:
+    """``--compile``: append ``CompileModelHook`` (torch.compile, eager fallback)."""
+    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [dict(type='CompileModelHook')]
+
+
+def add_run_hooks(cfg: Config) -> None:
+    """Add the hooks of :data:`RUN_HOOKS` the config does not have yet (exact resume, NaN/inf
+    loss stop, class-count check, skipped-image report)."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    present = {str(hook.get('type')).split('.')[-1] for hook in hooks if isinstance(hook, dict)}
+    cfg.custom_hooks = hooks + [dict(type=name) for name in RUN_HOOKS if name not in present]
+
+
+def set_skip_bad_images(cfg: Config) -> None:
+    """``--skip-bad-images``: set ``skip_bad_images=True`` on every dataloader's dataset.
+
+    Raises:
+        RunConfigError: a dataset is not a :class:`~hifuse_mm.datasets.MedicalImageDataset`.
+    """
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import DATASETS
+
+    from ..datasets import MedicalImageDataset
+    for key in DATALOADER_KEYS:
+        dataset = (cfg.get(key) or {}).get('dataset')
+        if dataset is None:
+            continue
+        with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmpretrain')):
+            kind = DATASETS.get(dataset.get('type')) if isinstance(dataset.get('type'), str) \
+                else dataset.get('type')
+        if not (isinstance(kind, type) and issubclass(kind, MedicalImageDataset)):
+            raise RunConfigError(f'--skip-bad-images needs hifuse_mm datasets '
+                                 f'(MedicalImageDataset, ISIC2018, Kvasir, COVID19CT); '
+                                 f'{key}.dataset is {dataset.get("type")!r}')
+        dataset['skip_bad_images'] = True
 
 
 def fix_persistent_workers(cfg: Config) -> None:
@@ -57,6 +146,21 @@ def configure_distributed(cfg: Config, launcher: str) -> None:
 
 
 def configure(cfg: Config, launcher: str = 'none') -> None:
-    """Apply every config-side fix; what ``tools/train.py`` and ``tools/test.py`` call."""
+    """Apply every stack fix: ``persistent_workers`` only with workers, CPU distributed."""
     fix_persistent_workers(cfg)
     configure_distributed(cfg, launcher)
+
+
+def prepare_run(cfg: Config, *, launcher: str = 'none', compile_model: bool = False,
+                cfg_options: Optional[dict] = None, skip_bad_images: bool = False) -> None:
+    """The tail both tools share, in order: ``--compile``'s hook, the ``--cfg-options``
+    overrides (applied after every flag), the run hooks, ``--skip-bad-images``, then
+    :func:`configure` for ``launcher``."""
+    if compile_model:
+        add_compile_hook(cfg)
+    if cfg_options is not None:
+        cfg.merge_from_dict(cfg_options)
+    add_run_hooks(cfg)
+    if skip_bad_images:
+        set_skip_bad_images(cfg)
+    configure(cfg, launcher)

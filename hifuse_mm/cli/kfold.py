@@ -8,14 +8,17 @@
 For each fold the config's split lists ``<dir>/<split>.txt`` (``meta/train.txt``) are replaced
 by ``<dir>/<fold>/<split>.txt`` (``meta/fold1/train.txt``, as
 ``tools/dataset_converters/prepare_kvasir.py`` writes them). The fold is then trained exactly
-as ``tools/train.py`` does (:func:`hifuse_mm.cli.train_config` / ``run_train``, work dir
-``W/<fold>``), its best checkpoint (chosen on the fold's validation split) is tested exactly as
-``tools/test.py`` does (work dir ``W/<fold>/test``, with the report), and finally
+as ``tools/train.py`` does (:func:`hifuse_mm.cli.train_config` /
+:func:`hifuse_mm.engine.runs.run_train`, work dir ``W/<fold>``), its best checkpoint (chosen on
+the fold's validation split) is tested exactly as ``tools/test.py`` does (work dir
+``W/<fold>/test``, with the report), and finally
 
 * ``W/kfold.json``: every float test metric per fold, their mean and standard deviation
   (sample standard deviation, ddof = 1; NaN for a single fold), the checkpoints and report
   folders;
 * ``W/kfold.md``: the same as a markdown table (metrics as rows; folds, mean, std as columns).
+
+The summary statistics and the table are :mod:`hifuse_mm.analysis.kfold_summary`.
 
 Existing summary files stop the run before any training (nothing is overwritten).
 """
@@ -29,14 +32,19 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
 from mmengine.config import Config
 from mmengine.dist import get_rank
 
-from . import cli
+from .. import engine
+from ..analysis.kfold_summary import markdown_table, summarise
+from ..engine.run_config import DATALOADER_KEYS
+from ..engine.runs import close_process_group, run_test_with_report, run_train
+from .arguments import LAUNCHERS, test_parser, train_parser
+from .errors import clear_errors
+from .test import test_config, test_report
+from .train import train_config
 
 SUMMARY_FILES = ('kfold.json', 'kfold.md')
-DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
 def kfold_parser() -> argparse.ArgumentParser:
@@ -50,7 +58,7 @@ def kfold_parser() -> argparse.ArgumentParser:
     parser.add_argument('--amp', action='store_true', help='mixed precision')
     parser.add_argument('--skip-bad-images', action='store_true',
                         help='leave out missing or undecodable images (listed at the end)')
-    parser.add_argument('--launcher', choices=cli.LAUNCHERS, default='none', help='job launcher')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='config overrides, passed on to training and testing')
@@ -68,7 +76,7 @@ def fold_ann_file(ann_file: str, fold: str) -> str:
 
 def apply_fold(cfg: Config, fold: str) -> None:
     """Point every dataloader of ``cfg`` at ``fold``'s lists; errors if a list is missing."""
-    for key in DATALOADERS:
+    for key in DATALOADER_KEYS:
         loader = cfg.get(key)
         if loader is None:
             continue
@@ -82,37 +90,6 @@ def apply_fold(cfg: Config, fold: str) -> None:
             raise SystemExit(f'{path} not found: {fold} is not a fold of this dataset (prepare '
                              'it with tools/dataset_converters/prepare_kvasir.py, which writes '
                              'meta/fold1/ and meta/fold2/)')
-
-
-def summarise(results: Dict[str, Dict[str, float]]) -> Dict[str, Dict[str, float]]:
-    """``{'mean': {...}, 'std': {...}}`` over folds (sample std, NaN-aware, NaN if < 2)."""
-    keys = list(dict.fromkeys(k for metrics in results.values() for k in metrics))
-    mean, std = {}, {}
-    for key in keys:
-        values = np.array([results[f].get(key, math.nan) for f in results], float)
-        finite = values[np.isfinite(values)]
-        mean[key] = float(finite.mean()) if len(finite) else math.nan
-        std[key] = float(finite.std(ddof=1)) if len(finite) > 1 else math.nan
-    return dict(mean=mean, std=std)
-
-
-def markdown_table(results: Dict[str, Dict[str, float]], summary: Dict[str, Dict[str, float]],
-                   title: str) -> str:
-    """Metrics as rows; folds, mean and std as columns (4 decimals)."""
-    folds = list(results)
-
-    def cell(value: float) -> str:
-        return 'n/a' if value is None or math.isnan(value) else f'{value:.4f}'
-
-    lines = [f'# {title}', '',
-             '| metric | ' + ' | '.join(folds) + ' | mean | std |',
-             '|---|' + '---:|' * (len(folds) + 2)]
-    for key in summary['mean']:
-        row = [cell(results[f].get(key, math.nan)) for f in folds]
-        row += [cell(summary['mean'][key]), cell(summary['std'][key])]
-        lines.append(f'| {key} | ' + ' | '.join(row) + ' |')
-    lines += ['', f'std: sample standard deviation over {len(folds)} folds (ddof = 1).', '']
-    return '\n'.join(lines)
 
 
 def _nan_to_none(values: Dict[str, float]) -> Dict[str, Optional[float]]:
@@ -147,15 +124,15 @@ def run_kfold(args: argparse.Namespace) -> Dict[str, object]:
     results: Dict[str, Dict[str, float]] = {}
     details: Dict[str, Dict[str, Optional[str]]] = {}
     for fold in args.folds:
-        train_args = cli.train_parser().parse_args(
+        train_args = train_parser().parse_args(
             [args.config, '--work-dir', str(work_dir / fold), *_common(args), *options])
-        cfg = cli.train_config(train_args)
+        cfg = train_config(train_args)
         apply_fold(cfg, fold)
         cfg.experiment_name = f'{stem}_{fold}_train'
         if cfg.get('val_dataloader') is None:
             raise SystemExit('k-fold selects the best checkpoint on validation: the config '
                              'needs val_dataloader / val_evaluator')
-        runner = cli.run_train(cfg)
+        runner = run_train(cfg)
         best = runner.message_hub.get_info('best_ckpt')
         del runner
         gc.collect()
@@ -165,10 +142,11 @@ def run_kfold(args: argparse.Namespace) -> Dict[str, object]:
 
         test_argv = [args.config, best, '--work-dir', str(work_dir / fold / 'test'),
                      *_common(args), '--bootstrap', str(args.bootstrap), *options]
-        cfg = cli.test_config(cli.test_parser().parse_args(test_argv))
+        test_args = test_parser().parse_args(test_argv)
+        cfg = test_config(test_args)
         apply_fold(cfg, fold)
         cfg.experiment_name = f'{stem}_{fold}_test'
-        metrics, report_dir = cli.run_test_with_report(cfg)
+        metrics, report_dir = run_test_with_report(cfg, test_report(test_args))
         gc.collect()
         results[fold] = {k: float(v) for k, v in metrics.items()
                          if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -195,6 +173,7 @@ def run_kfold(args: argparse.Namespace) -> Dict[str, object]:
 
 def kfold_main(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point of ``tools/kfold.py``."""
-    with cli.clear_errors():
+    engine.install()
+    with clear_errors():
         run_kfold(kfold_parser().parse_args(argv))
-    cli._close_process_group()
+    close_process_group()

@@ -1,0 +1,34 @@
+"""Errors that already say what to do become a one-line message and exit status 1."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from ..datasets import BadImageError, DatasetError
+from ..engine import (CheckpointMismatchError, ClassCountMismatchError, NonFiniteLossError,
+                      UntrustedCheckpointError)
+from ..engine.run_config import RunConfigError
+from ..engine.runs import ReportExistsError
+
+#: Errors whose message names the file or key and what to do: shown without a traceback.
+CLEAR_ERRORS = (UntrustedCheckpointError, CheckpointMismatchError, NonFiniteLossError,
+                BadImageError, ClassCountMismatchError, DatasetError, ReportExistsError)
+
+
+@contextmanager
+def clear_errors() -> Iterator[None]:
+    """Turn the errors that already say what to do into ``error: ...`` exits (status 1)."""
+    try:
+        yield
+    except CLEAR_ERRORS as err:
+        raise SystemExit(f'error: {err}') from None
+
+
+@contextmanager
+def config_errors() -> Iterator[None]:
+    """Turn a flag the config cannot take (:class:`~hifuse_mm.engine.run_config.RunConfigError`)
+    into an exit with its message (status 1)."""
+    try:
+        yield
+    except RunConfigError as err:
+        raise SystemExit(str(err)) from None

@@ -1,0 +1,45 @@
+"""``tools/test.py``: parsed arguments -> test config and report options -> run."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional, Sequence
+
+from mmengine.config import Config
+
+from .. import engine
+from ..engine.runs import ReportOptions, close_process_group, run_test_with_report
+from ..engine.testing_config import configure_testing
+from .arguments import common_options, load_config, test_parser
+from .errors import clear_errors, config_errors
+
+
+def test_config(args: argparse.Namespace) -> Config:
+    """Build the test config from parsed :func:`~.arguments.test_parser` arguments."""
+    cfg = load_config(args)
+    if args.bootstrap < 0:
+        raise SystemExit(f'--bootstrap must be >= 0, got {args.bootstrap}')
+    if args.out is not None and Path(args.out).exists():
+        raise SystemExit(f'--out {args.out} exists; remove it or pick another file')
+    with config_errors():
+        return configure_testing(
+            cfg, **common_options(args), checkpoint=args.checkpoint, show=args.show,
+            show_dir=args.show_dir, interval=args.interval, wait_time=args.wait_time,
+            tta=args.tta, out=args.out, out_item=args.out_item)
+
+
+def test_report(args: argparse.Namespace) -> ReportOptions:
+    """The report options of parsed :func:`~.arguments.test_parser` arguments."""
+    return ReportOptions(enable=not args.no_report, bootstrap=args.bootstrap,
+                         bootstrap_seed=args.bootstrap_seed, config=args.config,
+                         checkpoint=args.checkpoint)
+
+
+def test_main(argv: Optional[Sequence[str]] = None) -> None:
+    """Entry point of ``tools/test.py``."""
+    engine.install()
+    args = test_parser().parse_args(argv)
+    with clear_errors(), engine.trust_all_checkpoints(args.trust_checkpoint):
+        run_test_with_report(test_config(args), test_report(args), out=args.out,
+                             out_item=args.out_item)
+    close_process_group()
