@@ -7,7 +7,8 @@ from typing import Dict
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 PARITY_DIR = Path(
     os.environ.get('HIFUSE_PARITY_DIR', REPO.parent / 'shared' / 'parity'))
 

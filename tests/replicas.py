@@ -12,9 +12,11 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from hifuse_mm.datasets.covid19ct import COVID19CT_CLASSES, IMAGE_DIRS, split_list_path
-from hifuse_mm.datasets.isic2018 import GROUND_TRUTH, INPUT_DIR, ISIC2018_CLASSES
+from hifuse_mm.datasets.covid19ct import COVID19CT_CLASSES
+from hifuse_mm.datasets.isic2018 import ISIC2018_CLASSES
 from hifuse_mm.datasets.kvasir import KVASIR_CLASSES
+from hifuse_mm.datasets.prepare.covid19ct import IMAGE_DIRS, split_list_path
+from hifuse_mm.datasets.prepare.isic2018 import GROUND_TRUTH, INPUT_DIR
 
 # The real ISIC 2018 Task 3 training set (10015 images).
 ISIC2018_COUNTS = dict(MEL=1113, NV=6705, BCC=514, AKIEC=327, BKL=1099, DF=115, VASC=142)

@@ -22,10 +22,9 @@ from hifuse_mm.apis import (CamError, CamExplainer, Classifier, ImageReadError, 
                             read_image)
 from hifuse_mm.apis.training_log import estimate_iters_per_epoch
 from hifuse_mm.datasets import DEMO_CLASSES, make_demo_dataset
-from tool_runner import REPO, call_tool, ok, run_tool
-from tiny_config import NARROW_HIFUSE
+from tool_runner import call_tool, ok, run_tool
+from tiny_config import NARROW_HIFUSE, write_config
 
-DEMO_BASE = str(REPO / 'configs' / 'hifuse' / 'hifuse-tiny_demo.py')
 SMALL_MODELS = {
     'hifuse': '\n' + NARROW_HIFUSE,
     'hemf': """
@@ -39,17 +38,16 @@ model = dict(
 }
 # Non-square on purpose: 96 wide, 64 high.
 PIPELINE = """
-test_pipeline = [dict(type='LoadImageFromFile'), dict(type='Resize', scale={scale}),
+test_pipeline = [dict(type='CheckedLoadImageFromFile'), dict(type='Resize', scale={scale}),
                  dict(type='PackInputs')]
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 """
 
 
-def write_config(folder: Path, family: str, scale=(96, 64)) -> Path:
-    path = folder / f'{family}_{scale[0]}x{scale[1]}.py'
-    path.write_text(f'_base_ = [{DEMO_BASE!r}]\n' + SMALL_MODELS[family] +
-                    PIPELINE.format(scale=tuple(scale)))
-    return path
+def write_family_config(folder: Path, family: str, scale=(96, 64)) -> Path:
+    """``folder/<family>_<w>x<h>.py``: a small model of ``family`` resized to ``scale``."""
+    return write_config(folder / f'{family}_{scale[0]}x{scale[1]}.py',
+                        body=SMALL_MODELS[family] + PIPELINE.format(scale=tuple(scale)))
 
 
 def write_random_checkpoint(folder: Path, config: Path, seed: int = 0) -> Path:
@@ -70,7 +68,7 @@ def space(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp('apis')
     make_demo_dataset(root / 'data', num_per_class=(1, 1, 1), image_size=80, seed=1)
     for family in SMALL_MODELS:
-        write_random_checkpoint(root, write_config(root, family))
+        write_random_checkpoint(root, write_family_config(root, family))
     return root
 
 
@@ -194,7 +192,7 @@ def test_load_errors_are_clear(space, tmp_path):
 
 
 def test_input_size_must_be_multiple_of_32(space):
-    config = write_config(space, 'hifuse', scale=(70, 64))
+    config = write_family_config(space, 'hifuse', scale=(70, 64))
     clf = Classifier(config, family_files(space, 'hifuse')[1], device='cpu')
     with pytest.raises(InputSizeError, match='gives a 64x70 input.*multiples of 32'):
         clf.predict(next((space / 'data' / 'test').rglob('*.png')))

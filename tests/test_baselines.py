@@ -8,7 +8,6 @@ input. The ISIC 2018 leaves' parameter counts, converted to 1000 classes, are th
 HiFuse paper's Table 4.
 """
 import copy
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +18,8 @@ import hifuse_mm  # noqa: F401  (registers our modules)
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 CONFIGS = REPO / 'configs'
 MODELS_DIR = CONFIGS / '_base_' / 'models' / 'baselines'
 DATASETS = {'isic2018': 7, 'kvasir': 8, 'covid19ct': 2}

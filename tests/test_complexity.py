@@ -7,8 +7,8 @@ import pytest
 from mmpretrain.registry import MODELS
 
 import hifuse_mm  # noqa: F401
-from hifuse_mm.utils.complexity import model_complexity
-from parity_utils import REPO
+from hifuse_mm.analysis.complexity import model_complexity
+from helpers import REPO
 
 
 def hifuse(arch, depthwise):

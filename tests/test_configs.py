@@ -9,13 +9,25 @@ from mmengine.registry import DefaultScope
 import hifuse_mm  # noqa: F401  (registers HiFuse / HFFNeck)
 from mmpretrain.registry import MODELS
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 CONFIG_DIR = REPO / 'configs'
 # HiFuse / HEMF leaves; the comparison baselines (configs/baselines/, MMPretrain's own models)
 # are tested in test_baselines.py.
 LEAVES = sorted(p for p in CONFIG_DIR.rglob('*.py')
                 if '_base_' not in p.parts and 'baselines' not in p.parts)
 ALL_CONFIGS = sorted(CONFIG_DIR.rglob('*.py'))
+SIZES = ('tiny', 'small', 'base')
+DATASETS = ('isic2018', 'kvasir', 'covid19ct')
+# Parameters of what each mode computes with, 7 classes (the model table in README.md).
+PARAMS = {
+    ('tiny', 'paper'): 54_673_217,
+    ('small', 'paper'): 58_250_993,
+    ('base', 'paper'): 68_984_321,
+    ('tiny', 'released'): 118_086_497,
+    ('small', 'released'): 121_664_273,
+    ('base', 'released'): 132_397_601,
+}
 
 
 def _id(path: Path) -> str:
@@ -87,3 +99,43 @@ def test_schedule_matches_papers():
     assert (warmup.type, warmup.start_factor, warmup.end) == ('LinearLR', 1e-3, 1)
     assert cosine.type == 'CosineAnnealingLR' and cosine.convert_to_iter_based
     assert cfg.train_cfg.max_epochs == 100
+
+
+def test_released_leaves_exist():
+    """Every paper-design HiFuse leaf has its released-code twin."""
+    names = {p.name for p in LEAVES}
+    for size in SIZES:
+        for data in DATASETS:
+            assert f'hifuse-{size}-released_{data}.py' in names
+
+
+@pytest.mark.parametrize('data', DATASETS)
+@pytest.mark.parametrize('size', SIZES)
+def test_released_config_is_paper_config_plus_one_switch(size, data):
+    paper = Config.fromfile(str(CONFIG_DIR / 'hifuse' / f'hifuse-{size}_{data}.py')).to_dict()
+    released = Config.fromfile(
+        str(CONFIG_DIR / 'hifuse' / f'hifuse-{size}-released_{data}.py')).to_dict()
+    assert 'irmlp_depthwise' not in paper['model']['neck']  # the paper design is the default
+    assert released['model']['neck'].pop('irmlp_depthwise') is False
+    assert released == paper
+
+
+def _model_table_row(size: str, mode: str) -> str:
+    readme = (REPO / 'README.md').read_text()
+    rows = [line for line in readme.splitlines()
+            if line.startswith(f'| HiFuse-{size.capitalize()} | {mode}')]
+    assert len(rows) == 1, (size, mode, rows)
+    return rows[0]
+
+
+@pytest.mark.parametrize('size, mode', sorted(PARAMS))
+def test_parameter_counts_match_model_table(size, mode):
+    name = f'hifuse-{size}_isic2018.py' if mode == 'paper' else \
+        f'hifuse-{size}-released_isic2018.py'
+    cfg = Config.fromfile(str(CONFIG_DIR / 'hifuse' / name))
+    assert cfg.model.head.num_classes == 7
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg.model)
+    count = sum(p.numel() for p in model.parameters())
+    assert count == PARAMS[size, mode]
+    assert f'| {count / 1e6:.2f} M |' in _model_table_row(size, mode)

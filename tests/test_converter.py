@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from hifuse_mm.converters import ConversionError, convert_official
-from parity_utils import PARITY_DIR, REPO, generate_state_dict
+from helpers import REPO
+from parity_utils import PARITY_DIR, generate_state_dict
 
 TOOL = REPO / 'tools' / 'model_converters' / 'hifuse_official_to_mmpretrain.py'
 SOURCE = PARITY_DIR / 'hifuse_tiny_dw.pt'

@@ -5,7 +5,6 @@ cases call the same entry point (``converter_main``) in-process, which is what e
 The real COVID19-CT images (../shared/data/covid_ct) are used when present.
 """
 import json
-import os
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -13,14 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from hifuse_mm.datasets import covid19ct, isic2018, kvasir
-from hifuse_mm.datasets.converter_cli import converter_main
 from hifuse_mm.datasets.isic2018 import ISIC2018_CLASSES
 from hifuse_mm.datasets.kvasir import KVASIR_CLASSES
+from hifuse_mm.datasets.prepare import converter_main, covid19ct, isic2018, kvasir
+from helpers import REPO, repo_env
 from replicas import (ISIC2018_COUNTS, image_bytes, make_covid19ct, make_isic2018, make_kvasir,
                       read_split, rebuild_ucsd_layout)
 
-REPO = Path(__file__).resolve().parents[1]
 CONVERTERS = REPO / 'tools' / 'dataset_converters'
 SHARED_COVID = REPO.parent / 'shared' / 'data' / 'covid_ct'
 SPLITS = ('train', 'val', 'test')
@@ -28,11 +26,9 @@ META_FILES = ['meta/classes.txt', 'meta/split.json'] + [f'meta/{s}.txt' for s in
 
 
 def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=os.pathsep.join(
-        filter(None, [str(REPO), os.environ.get('PYTHONPATH')])))
     return subprocess.run([sys.executable, str(CONVERTERS / f'prepare_{name}.py'), *args],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=env, timeout=300)
+                          env=repo_env(OMP_NUM_THREADS='1'), timeout=300)
 
 
 def convert(module, *args, capsys=None):
@@ -402,7 +398,7 @@ def test_unique_image_bytes_helper():
 
 
 def test_duplicate_grouping():
-    from hifuse_mm.datasets.imagecheck import duplicate_groups, split_leaks
+    from hifuse_mm.datasets.prepare.imagecheck import duplicate_groups, split_leaks
     groups = duplicate_groups({'a': 'h1', 'b': 'h2', 'c': 'h1', 'd': 'h1', 'e': None, 'f': None})
     assert groups == [['a', 'c', 'd']]
     leaking, within = split_leaks(groups, {'a': 'train', 'c': 'test', 'd': 'train'})

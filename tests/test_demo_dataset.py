@@ -81,7 +81,7 @@ def test_invalid_arguments(tmp_path):
 def test_loads_as_mmpretrain_custom_dataset(dataset):
     from mmpretrain.datasets import CustomDataset
     data = CustomDataset(data_root=str(dataset), ann_file='meta/val.txt', data_prefix='',
-                         classes=list(DEMO_CLASSES), pipeline=[dict(type='LoadImageFromFile')])
+                         classes=list(DEMO_CLASSES), pipeline=[dict(type='CheckedLoadImageFromFile')])
     assert len(data) == COUNTS[1] * len(DEMO_CLASSES)
     assert data.metainfo['classes'] == DEMO_CLASSES
     sample = data[len(data) - 1]

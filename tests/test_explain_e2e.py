@@ -30,12 +30,12 @@ _base_ = [{base!r}]
 
 data_root = {data_root!r}
 """ + NARROW_HIFUSE + """train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='RandomResizedCrop', scale={size}, crop_ratio_range=(0.5, 1.0)),
     dict(type='RandomFlip', prob=0.5, direction=['horizontal', 'vertical']),
     dict(type='PackInputs'),
 ]
-test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+test_pipeline = [dict(type='CheckedLoadImageFromFile'), dict(type='PackInputs')]
 train_dataloader = dict(
     batch_size=16, dataset=dict(data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(

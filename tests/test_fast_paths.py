@@ -30,7 +30,7 @@ from hifuse_mm.models.layers import (BatchNorm2d, DepthwiseConv2d, EGFStage,
 from hifuse_mm.models.layers.autocast_weights import Linear
 from hifuse_mm.models.layers.manhattan_attention import fast_softmax_last_dim
 from hifuse_mm.utils import speed
-from parity_utils import REPO
+from helpers import REPO
 from tiny_config import NARROW_HIFUSE
 
 FAST_PATHS_FILE = REPO / 'hifuse_mm' / 'models' / 'fast_paths.py'
@@ -431,7 +431,7 @@ def test_backbone_maps_match_and_state_dict_is_unchanged():
 
 
 def test_complexity_counts_the_plain_path():
-    from hifuse_mm.utils.complexity import model_complexity
+    from hifuse_mm.analysis.complexity import model_complexity
     model = build(SMALL_HIFUSE)
     with fast_paths.fast_paths(True):
         on = model_complexity(model, (64, 64))

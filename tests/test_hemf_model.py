@@ -84,7 +84,7 @@ def test_stage_parameter_counts(released):
 
 def test_flops_match_reference(released):
     """fvcore on the authors' class: 10.27 G; paper (thop): 10.01 G."""
-    from hifuse_mm.utils.complexity import model_complexity
+    from hifuse_mm.analysis.complexity import model_complexity
 
     result = model_complexity(released)
     assert result['params'] == RELEASED_PARAMS

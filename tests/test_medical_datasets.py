@@ -7,12 +7,11 @@ from mmengine.registry import DefaultScope
 
 import hifuse_mm  # noqa: F401  (registers the datasets and MedicalMetrics)
 from hifuse_mm.datasets import (COVID19CT, ISIC2018, ISIC2018_CLASSES, KVASIR_CLASSES,
-                                MedicalImageDataset, kvasir, make_demo_dataset)
-from hifuse_mm.datasets.converter_cli import converter_main
+                                MedicalImageDataset, make_demo_dataset)
+from hifuse_mm.datasets.prepare import converter_main, kvasir
+from helpers import REPO
 from mmpretrain.registry import DATASETS, METRICS
 from replicas import make_isic2018, make_kvasir
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_registered_and_not_shadowing_mmpretrain():

@@ -28,8 +28,6 @@ KNOWN_ARCHS = {
     'hemf': ('hemf', dict(sirmlp_depthwise=False)),
     'hemf_dw': ('hemf', dict(sirmlp_depthwise=True)),
 }
-#: Families whose model has not landed yet (none left; HEMF landed).
-PENDING_FAMILIES: set = set()
 
 FEATURE_ATOL = FEATURE_RTOL = 2e-2  # features are stored as float16
 
@@ -51,14 +49,7 @@ def _parity_files():
                 marks=pytest.mark.skip(
                     reason=f'no *.pt files in {PARITY_DIR}'))
         ]
-    params = []
-    for f in files:
-        family = KNOWN_ARCHS.get(f.stem, (None, ))[0]
-        marks = [pytest.mark.xfail(
-            reason=f'{family} model not implemented yet', strict=True)
-                 ] if family in PENDING_FAMILIES else []
-        params.append(pytest.param(f, id=f.stem, marks=marks))
-    return params
+    return [pytest.param(f, id=f.stem) for f in files]
 
 
 def _features(model, image: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -21,7 +21,7 @@ from hifuse_mm.analysis import (Predictions, RunResultError, compare_predictions
 from hifuse_mm.analysis import paired_tests
 from hifuse_mm.evaluation import LastEvaluation, evaluate_predictions, write_test_report
 from hifuse_mm.evaluation.functional import auc_score, macro_f1
-from hifuse_mm.kfold import summarise
+from hifuse_mm.analysis.kfold_summary import summarise
 from tool_runner import call_tool, ok
 
 CLASSES = ['MEL', 'NV', 'BCC']
@@ -32,7 +32,7 @@ model = dict(type='ImageClassifier', backbone=dict(type='ResNet', depth=18),
              neck=dict(type='GlobalAveragePooling'),
              head=dict(type='LinearClsHead', num_classes=3, in_channels=512))
 test_dataloader = dict(dataset=dict(pipeline=[
-    dict(type='LoadImageFromFile'), dict(type='ResizeEdge', scale=36, edge='short'),
+    dict(type='CheckedLoadImageFromFile'), dict(type='ResizeEdge', scale=36, edge='short'),
     dict(type='CenterCrop', crop_size=32), dict(type='PackInputs')]))
 """
 RESNET18_PARAMS = 11_176_512 + 512 * 3 + 3  # torchvision's resnet18 without its fc, 3 classes

@@ -11,8 +11,10 @@ from hifuse_mm import cli
 from hifuse_mm.apis import Classifier
 from hifuse_mm.datasets import DEMO_CLASSES, make_demo_dataset
 from hifuse_mm.engine.hooks import CompileModelHook
-from test_apis import write_config, write_random_checkpoint
-from tool_runner import REPO, call_tool, ok
+from hifuse_mm.engine.runs import run_train
+from test_apis import write_family_config, write_random_checkpoint
+from helpers import REPO
+from tool_runner import call_tool, ok
 
 CONFIG = str(REPO / 'configs' / 'hifuse' / 'hifuse-tiny_demo.py')
 
@@ -21,7 +23,7 @@ CONFIG = str(REPO / 'configs' / 'hifuse' / 'hifuse-tiny_demo.py')
 def space(tmp_path_factory):
     root = tmp_path_factory.mktemp('speed_options')
     make_demo_dataset(root / 'data', num_per_class=(1, 2, 2), image_size=64, seed=3)
-    config = write_config(root, 'hifuse', scale=(64, 64))
+    config = write_family_config(root, 'hifuse', scale=(64, 64))
     return root, config, write_random_checkpoint(root, config, seed=1)
 
 
@@ -102,7 +104,7 @@ def test_train_with_compile_that_fails_still_trains(space, monkeypatch, tmp_path
     cfg = cli.train_config(args)
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
     with pytest.warns(RuntimeWarning, match='inductor unavailable'):
-        runner = cli.run_train(cfg)
+        runner = run_train(cfg)
     # 4 training images, batch 2, 2 epochs.
     assert runner.iter == 4 and (tmp_path / 'run' / 'epoch_2.pth').exists()
     assert sum(isinstance(h, CompileModelHook) for h in runner.hooks) == 1

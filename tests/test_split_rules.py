@@ -1,10 +1,11 @@
-"""Split rules (hifuse_mm.datasets.allocation): exact ratios, the HEMF counts, determinism."""
+"""Split rules (hifuse_mm.datasets.prepare.allocation): exact ratios, HEMF counts, determinism."""
 from fractions import Fraction
 
 import pytest
 
-from hifuse_mm.datasets.allocation import (as_fraction, carve, ceil_part, floor_part, halves,
-                                           head_tail_counts, head_tail_split, shuffled)
+from hifuse_mm.datasets.prepare.allocation import (as_fraction, carve, ceil_part, floor_part,
+                                                   halves, head_tail_counts, head_tail_split,
+                                                   shuffled)
 from replicas import ISIC2018_COUNTS
 
 # The HEMF paper's ISIC2018 test split (architecture notes, section 4).

@@ -4,7 +4,6 @@ The model is HiFuse with narrow stages (16-128 channels, one block per stage) on
 the whole file runs in a few minutes on 2 CPU cores; everything else is the demo config.
 """
 import json
-import os
 import re
 import socket
 import subprocess
@@ -15,10 +14,8 @@ import pytest
 import torch
 
 from hifuse_mm.datasets import make_demo_dataset
+from helpers import DEMO_CONFIG, TOOLS, repo_env
 from tiny_config import NARROW_HIFUSE, TINY_DATA
-
-REPO = Path(__file__).resolve().parents[1]
-TOOLS = REPO / 'tools'
 TIMEOUT = 300
 
 TINY_CONFIG = """\
@@ -38,9 +35,7 @@ def _free_port() -> int:
 
 def run_tool(cwd: Path, *argv: str, env: dict = None) -> str:
     """Run a tool like a user would (cwd = a scratch folder); return stdout+stderr."""
-    full_env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        filter(None, [str(REPO), os.environ.get('PYTHONPATH')])),
-        **(env or {}))
+    full_env = repo_env(**(env or {}))
     command = list(argv) if argv[0] == 'bash' else [sys.executable, *argv]
     proc = subprocess.run(command, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT)
@@ -52,7 +47,7 @@ def run_tool(cwd: Path, *argv: str, env: dict = None) -> str:
 def workspace(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp('e2e')
     data = make_demo_dataset(root / 'data', num_per_class=(4, 2, 2), image_size=32, seed=0)
-    base = str(REPO / 'configs' / 'hifuse' / 'hifuse-tiny_demo.py')
+    base = str(DEMO_CONFIG)
     (root / 'tiny.py').write_text(TINY_CONFIG.format(base=base, data_root=str(data)))
     return root
 

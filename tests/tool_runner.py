@@ -3,23 +3,20 @@ the quick error-path checks, in-process through the tool's ``main(argv)`` (no in
 import contextlib
 import importlib.util
 import io
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
-REPO = Path(__file__).resolve().parents[1]
-TOOLS = REPO / 'tools'
+from helpers import REPO, TOOLS, repo_env  # noqa: F401  (REPO, TOOLS: re-exported)
+
 TIMEOUT = 900
 
 
 def run_tool(cwd: Path, script: str, *args: str) -> subprocess.CompletedProcess:
     """Run ``tools/<script>`` with this interpreter in ``cwd``; stdout and stderr kept apart."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        filter(None, [str(REPO), os.environ.get('PYTHONPATH')])))
     return subprocess.run([sys.executable, str(TOOLS / script), *map(str, args)], cwd=cwd,
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=repo_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           timeout=TIMEOUT)
 
 

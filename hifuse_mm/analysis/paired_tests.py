@@ -9,7 +9,8 @@
 * :func:`paired_bootstrap` — the paired (percentile) bootstrap of a metric difference
   ``A - B``. Each of ``resamples`` rounds draws ``n`` test images with replacement (a seeded
   ``numpy.random.Generator``, the same images for both models) and recomputes accuracy, macro
-  F1 and AUC of both models on them, with the definitions of
+  F1 and AUC of both models on them (the resampling and the percentile interval are those of
+  :mod:`hifuse_mm.evaluation.bootstrap`), with the definitions of
   :mod:`hifuse_mm.evaluation.functional` (checked against it in the tests). It reports the
   observed difference on the whole test set, the percentile confidence interval of the
   resampled differences and the two-sided p-value
@@ -34,6 +35,8 @@ from fractions import Fraction
 from typing import Dict, Iterator, Sequence, Tuple
 
 import numpy as np
+
+from ..evaluation.bootstrap import check_bootstrap_args, percentile_interval, resample_indices
 
 BOOTSTRAP_METRICS = ('accuracy', 'f1_macro', 'auc')
 _CELLS_PER_CHUNK = 4_000_000  # rounds x images held in memory at once
@@ -133,19 +136,14 @@ def weighted_auc(counts: np.ndarray, labels: np.ndarray, scores: np.ndarray,
 
 
 def _round_counts(rng: np.random.Generator, n: int, rounds: int) -> Iterator[np.ndarray]:
-    """Multiplicity matrices of ``rounds`` resamples of ``n`` images, in chunks.
-
-    Row ``r`` is drawn as ``rng.integers(0, n, n)``; drawing several rows at once consumes
-    the generator exactly as row by row, so the chunk size does not change the result.
-    """
+    """Multiplicity matrices of ``rounds`` resamples of ``n`` images, in chunks of at most
+    :data:`_CELLS_PER_CHUNK` cells (the resamples of
+    :func:`hifuse_mm.evaluation.bootstrap.resample_indices`)."""
     per_chunk = max(1, _CELLS_PER_CHUNK // max(n, 1))
-    done = 0
-    while done < rounds:
-        rows = min(per_chunk, rounds - done)
-        idx = rng.integers(0, n, (rows, n))
+    for idx in resample_indices(rng, n, rounds, per_chunk):
+        rows = len(idx)
         flat = (idx + (np.arange(rows) * n)[:, None]).ravel()
         yield np.bincount(flat, minlength=rows * n).reshape(rows, n).astype(np.float64)
-        done += rows
 
 
 @dataclass
@@ -232,10 +230,7 @@ def paired_bootstrap(labels: Sequence[int],
     _check(labels, preds_b, scores_b, 'B')
     if scores_a.shape != scores_b.shape:
         raise ValueError(f'scores of A {scores_a.shape} and B {scores_b.shape} differ in shape')
-    if resamples < 1:
-        raise ValueError(f'resamples must be >= 1, got {resamples}')
-    if not 0 < confidence < 1:
-        raise ValueError(f'confidence must be in (0, 1), got {confidence}')
+    check_bootstrap_args(resamples, confidence)
     if scores_a.shape[1] == 2 and pos_label not in (0, 1):
         raise ValueError(f'pos_label must be 0 or 1 for two classes, got {pos_label}')
     for name in metrics:
@@ -256,7 +251,6 @@ def paired_bootstrap(labels: Sequence[int],
             diffs[name].append(_metric(name, counts, labels, preds_a, scores_a, pos_label)
                                - _metric(name, counts, labels, preds_b, scores_b, pos_label))
 
-    tail = (1 - confidence) / 2 * 100
     result = {}
     for name in metrics:
         a, b = observed[name]
@@ -264,7 +258,7 @@ def paired_bootstrap(labels: Sequence[int],
         values = np.concatenate(diffs[name])
         values = values[np.isfinite(values)]
         if len(values) and math.isfinite(d):
-            low, high = (float(v) for v in np.percentile(values, [tail, 100 - tail]))
+            low, high, _ = percentile_interval(values, confidence)
             # Rounding noise in d* - d must not count as "as extreme as d" when d = 0.
             extreme = np.abs(values - d) >= abs(d) - 1e-12
             p_value = 1.0 if d == 0 else float((1 + extreme.sum()) / (1 + len(values)))

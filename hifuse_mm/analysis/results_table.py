@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..apis.output_files import check_new_files
+from ..utils.output_files import check_new_files
 from .run_results import RunResult
 
 

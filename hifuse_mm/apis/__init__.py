@@ -7,13 +7,13 @@
 * :func:`load_training_log`, :func:`plot_training_curves` (``tools/analysis_tools/plot_curves.py``).
 * :func:`publish_checkpoint` (``tools/model_converters/publish_model.py``).
 """
+from ..utils.output_files import OutputExistsError, check_new_files, derived_paths
 from .cam import CAM_METHODS, TARGETS, CamError, CamExplainer, CamResult, mean_inside_outside
 from .cam_figure import save_cam_figure
 from .classifier import Classifier, Prediction
 from .curves import plot_training_curves
 from .images import IMAGE_EXTENSIONS, ImageReadError, find_images, read_image
 from .model_loading import LoadedModel, ModelLoadError, load_model
-from .output_files import OutputExistsError, check_new_files, derived_paths
 from .preprocess import ImagePreprocessor, InputSizeError
 from .publish import Published, PublishError, publish_checkpoint
 from .training_log import TrainingLog, TrainingLogError, load_training_log

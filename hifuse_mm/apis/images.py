@@ -1,7 +1,7 @@
 """Finding and decoding the images a user points a tool at.
 
 Decoding uses :func:`hifuse_mm.datasets.decode_image_bytes`, the function behind the configs'
-``LoadImageFromFile`` (:mod:`hifuse_mm.datasets.loading`), so an image read here reaches the
+``CheckedLoadImageFromFile`` (:mod:`hifuse_mm.datasets.loading`), so an image read here reaches the
 model exactly as it does during ``tools/test.py``, and a truncated or oversized file is refused
 the same way.
 """
@@ -13,22 +13,16 @@ from typing import List, Optional, Tuple, Union
 import numpy as np
 
 from ..datasets.image_decoding import BadImageError, decode_image_bytes
+from ..utils.image_files import IMAGE_EXTENSIONS, is_image_name
 
-#: File name endings treated as images when a folder is searched (case-insensitive): those of
-#: MMPretrain's ``CustomDataset`` plus ``.tiff`` and ``.webp``.
-IMAGE_EXTENSIONS: Tuple[str, ...] = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
-                                     '.tiff', '.webp')
+__all__ = ['IMAGE_EXTENSIONS', 'ImageReadError', 'PathLike', 'find_images', 'is_image_name',
+           'read_image']
 
 PathLike = Union[str, Path]
 
 
 class ImageReadError(ValueError):
     """An input file could not be decoded as an image; the message names the file."""
-
-
-def is_image_name(path: PathLike) -> bool:
-    """True when ``path`` ends with one of :data:`IMAGE_EXTENSIONS`."""
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def find_images(source: PathLike) -> Tuple[List[Path], List[Path]]:
@@ -59,16 +53,6 @@ def find_images(source: PathLike) -> Tuple[List[Path], List[Path]]:
             continue
         (images if is_image_name(path) else skipped).append(path)
     return images, skipped
-
-
-def decode_image(content: bytes, color_type: str = 'color',
-                 backend: Optional[str] = None) -> Optional[np.ndarray]:
-    """Decode image bytes to an ``[H, W, C]`` uint8 array in BGR order; None if undecodable
-    (the checks of :func:`hifuse_mm.datasets.decode_image_bytes`: truncated files too)."""
-    try:
-        return decode_image_bytes(content, '<bytes>', color_type, backend)
-    except BadImageError:
-        return None
 
 
 def read_image(path: PathLike, color_type: str = 'color',

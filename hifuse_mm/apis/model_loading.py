@@ -23,6 +23,7 @@ from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
 from ..engine import UntrustedCheckpointError, compare_state_dict, load_checkpoint_file
 from ..engine.state_dict_match import checkpoint_state_dict
+from ..utils.classes_file import read_classes_file
 
 ConfigLike = Union[str, Path, Config]
 
@@ -90,11 +91,6 @@ def num_classes_of(cfg: Config) -> Optional[int]:
     return head.get('num_classes')
 
 
-def _read_class_file(path: str) -> Tuple[str, ...]:
-    return tuple(line.strip() for line in Path(path).expanduser().read_text().splitlines()
-                 if line.strip())
-
-
 def class_names(cfg: Config, meta: dict, num_classes: Optional[int]) -> Tuple[str, ...]:
     """Class names: the checkpoint's ``dataset_meta``, else the config's test dataset classes.
 
@@ -112,7 +108,7 @@ def class_names(cfg: Config, meta: dict, num_classes: Optional[int]) -> Tuple[st
     for classes in candidates:
         if isinstance(classes, str):
             try:
-                classes = _read_class_file(classes)
+                classes = read_classes_file(Path(classes).expanduser())
             except OSError:
                 continue
         classes = tuple(str(name) for name in classes)

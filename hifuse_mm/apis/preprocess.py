@@ -1,9 +1,10 @@
 """Turn images into model inputs the way the config's test pipeline does.
 
 The pipeline is ``test_dataloader.dataset.pipeline`` (else ``test_pipeline``) from the config;
-its ``LoadImageFromFile`` step is replaced by :func:`hifuse_mm.apis.images.read_image` (same
-decoder, same options) so that in-memory arrays and files go the same way, then the model's
-data preprocessor normalises (and converts BGR to RGB) exactly as in ``tools/test.py``.
+its image-loading step (``CheckedLoadImageFromFile``, or mmcv's ``LoadImageFromFile``) is
+replaced by :func:`hifuse_mm.apis.images.read_image` (same decoder, same options) so that
+in-memory arrays and files go the same way, then the model's data preprocessor normalises (and
+converts BGR to RGB) exactly as in ``tools/test.py``.
 """
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ from mmcv.transforms import Compose
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
+from ..models.backbones.common import TwoBranchBackbone
 from .images import PathLike, read_image
 
-#: Both backbones need input sides that are multiples of this.
-SIZE_DIVISOR = 32
+#: Both backbones need input sides that are multiples of this (their total downsampling).
+SIZE_DIVISOR: int = TwoBranchBackbone.size_divisor
 
 
 class InputSizeError(ValueError):
@@ -62,7 +64,8 @@ class ImagePreprocessor:
     def __init__(self, cfg: Config, data_preprocessor: nn.Module) -> None:
         steps = test_pipeline_of(cfg)
         self.decode_args: Dict[str, Any] = {}
-        if steps[0].get('type') in ('LoadImageFromFile', 'mmcv.LoadImageFromFile'):
+        if steps[0].get('type') in ('CheckedLoadImageFromFile', 'LoadImageFromFile',
+                                    'mmcv.LoadImageFromFile'):
             load = steps.pop(0)
             self.decode_args = dict(color_type=load.get('color_type', 'color'),
                                     backend=load.get('imdecode_backend'))
@@ -78,7 +81,8 @@ class ImagePreprocessor:
         """Run the test pipeline on a BGR ``[H, W, C]`` uint8 array (as :meth:`read` gives).
 
         Raises:
-            InputSizeError: the pipeline's output sides are not multiples of 32.
+            InputSizeError: the pipeline's output sides are not multiples of
+                :data:`SIZE_DIVISOR` (32).
         """
         if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
             raise TypeError(f'expected an [H, W, C] image array, got {type(image).__name__}')

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..utils.file_hash import file_sha256
-from .output_files import OutputExistsError
+from ..utils.output_files import OutputExistsError
 
 PathLike = Union[str, Path]
 #: Hex digits of the SHA-256 in the published name.

@@ -116,7 +116,7 @@ def convert_official(checkpoint: object) -> Tuple[StateDict, dict]:
     """
     from mmpretrain.registry import MODELS
 
-    import hifuse_mm  # noqa: F401  (registers our models)
+    from .. import models  # noqa: F401  (registers our models)
 
     source = extract_state_dict(checkpoint)
     family = detect_family(source)

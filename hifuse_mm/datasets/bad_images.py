@@ -14,8 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from .image_decoding import DEFAULT_MAX_PIXELS, image_problem
-from .imagecheck import _quiet_opencv
+from .image_decoding import DEFAULT_MAX_PIXELS, image_problem, quiet_opencv
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ def find_bad_images(paths: Sequence[str], max_pixels: Optional[int] = DEFAULT_MA
     """``{path: reason}`` for every path that cannot be used (missing, empty, corrupt, ...)."""
     unique = sorted(set(paths))
     workers = workers or min(8, os.cpu_count() or 1)
-    with _quiet_opencv(), ThreadPoolExecutor(max_workers=workers) as pool:
+    with quiet_opencv(), ThreadPoolExecutor(max_workers=workers) as pool:
         reasons = pool.map(lambda path: image_problem(path, max_pixels), unique)
         return {path: reason for path, reason in zip(unique, reasons) if reason is not None}
 

@@ -29,6 +29,7 @@ from mmengine.logging import print_log
 from mmpretrain.datasets import CustomDataset
 from mmpretrain.registry import DATASETS
 
+from ..utils.classes_file import read_classes_file
 from .bad_images import SkippedImage, find_bad_images, format_skipped
 from .splits import CLASSES_TXT, DatasetError, Sample, read_index
 
@@ -41,12 +42,6 @@ class SplitListError(DatasetError, ValueError):
 
 class SplitFileNotFoundError(DatasetError, FileNotFoundError):
     """A split list or a listed image does not exist."""
-
-
-def read_class_file(path: str) -> List[str]:
-    """Non-empty, stripped lines of a ``classes.txt``."""
-    with open(path) as stream:
-        return [line.strip() for line in stream if line.strip()]
 
 
 @DATASETS.register_module()
@@ -90,12 +85,12 @@ class MedicalImageDataset(CustomDataset):
         if classes is None and official is None:
             class_file = osp.join(data_root, CLASSES_TXT)
             if osp.isfile(class_file):
-                classes = read_class_file(class_file)
+                classes = read_classes_file(class_file)
         super().__init__(data_root=data_root, ann_file=ann_file, classes=classes, **kwargs)
 
     def _hint(self) -> str:
         return (f'Prepare the dataset with `python {self.CONVERTER} SRC {self.data_root or "OUT"}'
-                f' --protocol ...` (see README, "Datasets, splits and metrics"), or point '
+                f' --protocol ...` (see docs/data_and_splits.md), or point '
                 'data_root at a prepared folder.')
 
     def load_data_list(self) -> List[dict]:
@@ -106,7 +101,7 @@ class MedicalImageDataset(CustomDataset):
         classes = self.CLASSES
         class_file = osp.join(self.data_root, CLASSES_TXT)
         if classes is not None and osp.isfile(class_file):
-            listed = read_class_file(class_file)
+            listed = read_classes_file(class_file)
             if listed != list(classes):
                 raise SplitListError(
                     f'{class_file} lists {listed} but the config/dataset uses {list(classes)}: '

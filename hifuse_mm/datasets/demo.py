@@ -34,8 +34,10 @@ from typing import Dict, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from ..utils.classes_file import format_classes_file
+from .splits import CLASSES_TXT, SPLITS
+
 DEMO_CLASSES: Tuple[str, ...] = ('round-brown', 'irregular-dark', 'red-dotted', 'tan-striped')
-SPLITS: Tuple[str, ...] = ('train', 'val', 'test')
 MARKER = 'meta/demo_dataset.json'
 GENERATOR_VERSION = 1
 
@@ -190,7 +192,7 @@ def make_demo_dataset(out_dir: Union[str, Path],
                     mask=f'masks/{rel}')
                 lines.append(f'{rel} {label}')
         _write_lines(root / 'meta' / f'{split}.txt', lines)
-    _write_lines(root / 'meta' / 'classes.txt', DEMO_CLASSES)
+    (root / CLASSES_TXT).write_text(format_classes_file(DEMO_CLASSES))
     (root / 'meta' / 'lesions.json').write_text(json.dumps(lesions, indent=1))
     settings = dict(generator='hifuse_mm.datasets.demo', version=GENERATOR_VERSION, seed=seed,
                     image_size=image_size, num_per_class=counts, classes=list(DEMO_CLASSES))
@@ -201,9 +203,3 @@ def make_demo_dataset(out_dir: Union[str, Path],
 def _write_lines(path: Path, lines: Sequence[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(''.join(f'{line}\n' for line in lines))
-
-
-def read_classes(data_root: Union[str, Path]) -> Tuple[str, ...]:
-    """Class names of a prepared dataset, from ``<data_root>/meta/classes.txt``."""
-    path = Path(data_root) / 'meta' / 'classes.txt'
-    return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())

@@ -29,8 +29,9 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Iterator, Optional, Tuple, Union
 
 import cv2
 import mmcv
@@ -44,6 +45,17 @@ _PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 WHAT_TO_DO = ('Replace or remove the file (`python tools/dataset_converters/prepare_<dataset>.py '
               '--check DATA_ROOT` lists every bad file of a prepared folder), or pass '
               '--skip-bad-images to leave bad images out and list them at the end.')
+
+
+@contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's own stderr messages about broken files (we report them ourselves)."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
 
 
 class BadImageError(ValueError):
@@ -119,7 +131,7 @@ def to_bgr_uint8(image: np.ndarray) -> np.ndarray:
 def decode_image_bytes(data: bytes, path: PathLike, color_type: str = 'color',
                        backend: Optional[str] = None,
                        max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode an image file's bytes as ``LoadImageFromFile`` does, refusing bad files.
+    """Decode an image file's bytes as ``CheckedLoadImageFromFile`` does, refusing bad files.
 
     Args:
         data: The file's bytes.
@@ -138,7 +150,7 @@ def decode_image_bytes(data: bytes, path: PathLike, color_type: str = 'color',
         raise BadImageError(
             path, f'the image has {size[0]} pixels ({size[1]}), more than the limit of '
             f'{max_pixels}', 'Downscale it, or raise the limit with max_pixels=N in the '
-            "pipeline's LoadImageFromFile.")
+            "pipeline's CheckedLoadImageFromFile.")
     reason = truncation(data)
     if reason is not None:
         raise BadImageError(path, reason)

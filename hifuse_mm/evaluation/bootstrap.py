@@ -1,21 +1,59 @@
-"""Bootstrap confidence intervals of accuracy, macro F1 and AUC (percentile method).
+"""Bootstrap resampling: the shared core, and confidence intervals of accuracy, macro F1 and AUC.
 
-Each of ``resamples`` rounds draws ``n`` test samples with replacement (a seeded
-``numpy.random.Generator``) and recomputes the metric with the same definitions as the summary
-(:mod:`hifuse_mm.evaluation.functional`). The interval is the ``(1 - confidence) / 2`` and
-``(1 + confidence) / 2`` percentiles of those values. A resample whose AUC is undefined (it
+The core (also behind :func:`hifuse_mm.analysis.paired_bootstrap`): each of ``resamples``
+rounds draws ``n`` test samples with replacement, row ``r`` being
+``rng.integers(0, n, n)`` of a seeded ``numpy.random.Generator`` (:func:`resample_indices`;
+drawing several rows at once consumes the generator exactly as row by row, so how the rounds
+are chunked never changes the result), and an interval is the ``(1 - confidence) / 2`` and
+``(1 + confidence) / 2`` percentiles of a statistic's finite values over the rounds
+(:func:`percentile_interval`).
+
+:func:`bootstrap_intervals` recomputes each metric on every resample with the same definitions
+as the summary (:mod:`hifuse_mm.evaluation.functional`). A resample whose AUC is undefined (it
 drew a single class) is left out of the AUC interval; how many were used is reported.
 """
 from __future__ import annotations
 
 import math
-from typing import Dict
+from typing import Dict, Iterator, Tuple
 
 import numpy as np
 
 from .functional import auc_score, macro_f1
 
 BOOTSTRAP_KEYS = ('accuracy', 'f1_macro', 'auc')
+
+
+def check_bootstrap_args(resamples: int, confidence: float) -> None:
+    """Raise ``ValueError`` unless ``resamples >= 1`` and ``0 < confidence < 1``."""
+    if resamples < 1:
+        raise ValueError(f'resamples must be >= 1, got {resamples}')
+    if not 0 < confidence < 1:
+        raise ValueError(f'confidence must be in (0, 1), got {confidence}')
+
+
+def resample_indices(rng: np.random.Generator, n: int, rounds: int,
+                     rows_per_chunk: int = 1) -> Iterator[np.ndarray]:
+    """Indices of ``rounds`` resamples of ``n`` samples, ``[rows, n]`` arrays of at most
+    ``rows_per_chunk`` rounds each; with ``n = 0`` empty rows (the generator is not used)."""
+    rows_per_chunk = max(1, rows_per_chunk)
+    done = 0
+    while done < rounds:
+        rows = min(rows_per_chunk, rounds - done)
+        yield rng.integers(0, n, (rows, n)) if n else np.zeros((rows, 0), np.int64)
+        done += rows
+
+
+def percentile_interval(values: np.ndarray, confidence: float) -> Tuple[float, float, int]:
+    """``(low, high, valid)``: the percentile interval of the finite ``values`` and their count
+    (``low``/``high`` are NaN when there is none)."""
+    finite = np.asarray(values, np.float64)
+    finite = finite[np.isfinite(finite)]
+    if not len(finite):
+        return math.nan, math.nan, 0
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    return float(low), float(high), len(finite)
 
 
 def bootstrap_intervals(labels: np.ndarray, preds: np.ndarray, scores: np.ndarray,
@@ -27,24 +65,17 @@ def bootstrap_intervals(labels: np.ndarray, preds: np.ndarray, scores: np.ndarra
         ``{'resamples', 'seed', 'confidence', <key>: {'low', 'high', 'valid_resamples'}}``
         (``low``/``high`` are NaN when no resample had a defined value).
     """
-    if resamples < 1:
-        raise ValueError(f'resamples must be >= 1, got {resamples}')
-    if not 0 < confidence < 1:
-        raise ValueError(f'confidence must be in (0, 1), got {confidence}')
+    check_bootstrap_args(resamples, confidence)
     n = len(labels)
-    rng = np.random.default_rng(seed)
     values = {key: [] for key in BOOTSTRAP_KEYS}
-    for _ in range(resamples):
-        idx = rng.integers(0, n, n) if n else np.zeros(0, np.int64)
-        y, p, s = labels[idx], preds[idx], scores[idx]
-        values['accuracy'].append(float(np.mean(y == p)) if n else math.nan)
-        values['f1_macro'].append(macro_f1(y, p) if n else math.nan)
-        values['auc'].append(auc_score(y, s, pos_label) if n else math.nan)
+    for chunk in resample_indices(np.random.default_rng(seed), n, resamples):
+        for idx in chunk:
+            y, p, s = labels[idx], preds[idx], scores[idx]
+            values['accuracy'].append(float(np.mean(y == p)) if n else math.nan)
+            values['f1_macro'].append(macro_f1(y, p) if n else math.nan)
+            values['auc'].append(auc_score(y, s, pos_label) if n else math.nan)
     result: Dict[str, object] = dict(resamples=resamples, seed=seed, confidence=confidence)
-    tail = (1 - confidence) / 2 * 100
     for key, samples in values.items():
-        finite = np.array([v for v in samples if not math.isnan(v)])
-        low, high = (np.percentile(finite, [tail, 100 - tail]) if len(finite)
-                     else (math.nan, math.nan))
-        result[key] = dict(low=float(low), high=float(high), valid_resamples=len(finite))
+        low, high, valid = percentile_interval(np.array(samples), confidence)
+        result[key] = dict(low=low, high=high, valid_resamples=valid)
     return result

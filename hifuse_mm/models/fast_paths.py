@@ -2,7 +2,7 @@
 
 HiFuse and HEMF have two implementations of some steps. The *plain* path
 is the reference: what the parity tests were written against, and what
-:mod:`hifuse_mm.utils.complexity` counts. The *fast* path computes the same
+:mod:`hifuse_mm.analysis.complexity` counts. The *fast* path computes the same
 function with fewer passes over memory. The fast paths (each documented
 where it lives):
 

@@ -89,7 +89,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from hifuse_mm.utils import benchmark
+    from hifuse_mm.analysis import benchmark
 
     common = dict(
         mode=args.mode, batch_size=args.batch_size, device=args.device,

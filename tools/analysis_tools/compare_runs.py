@@ -55,7 +55,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     from hifuse_mm.analysis import (RunResultError, compare_predictions, comparison_markdown,
                                     load_predictions)
-    from hifuse_mm.apis.output_files import check_new_files
+    from hifuse_mm.utils.output_files import check_new_files
 
     try:
         if args.out:

@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     from mmengine.runner import Runner
 
     from hifuse_mm.apis import ModelLoadError, load_model
-    from hifuse_mm.utils.agreement import prediction_agreement
+    from hifuse_mm.analysis.agreement import prediction_agreement
 
     if args.threads:
         torch.set_num_threads(args.threads)

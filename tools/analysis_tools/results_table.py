@@ -48,7 +48,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     from hifuse_mm.analysis import (RunResultError, build_table, load_run, run_complexity,
                                     table_paths, to_markdown, write_table)
-    from hifuse_mm.apis.output_files import check_new_files
+    from hifuse_mm.utils.output_files import check_new_files
 
     shape = None if args.shape is None else tuple(args.shape * (3 - len(args.shape)))
     cache: Dict[str, dict] = {}

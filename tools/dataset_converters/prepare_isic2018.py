@@ -4,13 +4,13 @@
     python tools/dataset_converters/prepare_isic2018.py SRC OUT --protocol hemf|hifuse [--seed S]
     python tools/dataset_converters/prepare_isic2018.py --check OUT
 
-Layout, protocols and options: ``--help`` and hifuse_mm/datasets/isic2018.py; the shared
-machinery (checks, output files, ``--check``, ``--force``): hifuse_mm/datasets/splits.py.
+Layout, protocols and options: ``--help`` and hifuse_mm/datasets/prepare/isic2018.py; the
+shared machinery (checks, output files, ``--check``, ``--force``): hifuse_mm/datasets/prepare/.
 """
 import sys
 
-from hifuse_mm.datasets import isic2018
-from hifuse_mm.datasets.converter_cli import converter_main
+from hifuse_mm.datasets.prepare import isic2018
+from hifuse_mm.datasets.prepare.cli import converter_main
 
 if __name__ == '__main__':
     sys.exit(converter_main(isic2018))

@@ -91,7 +91,7 @@ class ManhattanSelfAttention(nn.Module):
 
     Both have the same parameters, ``4 C^2 + 29 C``. The attention products
     are plain ``torch.matmul`` calls (counted as attention FLOPs by
-    :mod:`hifuse_mm.utils.complexity`).
+    :mod:`hifuse_mm.analysis.complexity`).
 
     Fast path (:mod:`~hifuse_mm.models.fast_paths`), same function:
 

@@ -19,7 +19,7 @@ class HFFNeck(FusionNeck):
     except the linear layer"), is the output of ``blocks[-1]``.
 
     Default = the paper's design; ``irmlp_depthwise=False`` gives the
-    released code exactly (see README, "Paper vs released code").
+    released code exactly (see docs/models.md, "Paper vs released code").
 
     Args:
         in_channels: Channels of each stage.

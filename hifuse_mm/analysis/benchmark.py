@@ -24,7 +24,7 @@ Reported:
   interpreter and libraries and never decreases, so compare runs made in
   separate processes (``compare`` does);
 * ``achieved_flops``: the model's FLOPs per image
-  (:func:`hifuse_mm.utils.complexity.model_complexity`, 1 multiply-add =
+  (:func:`hifuse_mm.analysis.complexity.model_complexity`, 1 multiply-add =
   1 FLOP, attention matmuls included) times images/s, times 3 for a
   training step (forward + backward ~ 3x the forward; the optimiser and
   elementwise work are not counted);
@@ -51,8 +51,8 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .speed import (PRECISIONS, autocast_context, autocast_dtype,
-                    grad_scaler, maybe_compile, to_channels_last)
+from ..utils.speed import (PRECISIONS, autocast_context, autocast_dtype,
+                           grad_scaler, maybe_compile, to_channels_last)
 
 MODES = ('infer', 'train')
 
@@ -87,10 +87,11 @@ def peak_matmul_flops(device: torch.device,
 
 
 def _build(config: str, cfg_options: Optional[dict]):
-    import hifuse_mm  # noqa: F401  (registers the models)
     from mmengine.config import Config
     from mmengine.logging import MMLogger
     from mmpretrain.registry import MODELS
+
+    from .. import models  # noqa: F401  (registers the models)
 
     # init_weights logs every parameter at INFO through the current logger.
     if not MMLogger.check_instance_created('hifuse_benchmark'):

@@ -5,8 +5,9 @@
     prepare_X.py SRC OUT --protocol P [--seed S] [--force] [dataset options]
     prepare_X.py --check OUT
 
-Each script only names its dataset module; that module provides ``add_arguments(parser)``
-(its protocols and options) and ``plan_from_args(src, args) -> SplitPlan``. Problems with the
+Each script only names its converter module (:mod:`.isic2018`, :mod:`.kvasir`, :mod:`.covid19ct`);
+that module provides ``DESCRIPTION``, ``add_arguments(parser)`` (its protocols and options) and
+``plan_from_args(src, args) -> SplitPlan``. Problems with the
 data are reported as ``error: ...`` on stderr with exit status 1 (2 for wrong arguments).
 """
 from __future__ import annotations
@@ -18,7 +19,25 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional, Sequence
 
-from .splits import DatasetError, check_prepared, format_counts, write_split
+from ..splits import DatasetError
+from .check import check_prepared
+from .write import write_split
+
+
+def format_counts(info: dict) -> str:
+    """A plain-text table of the per-class counts in ``split.json`` content."""
+    classes = info['classes']
+    keys = list(info['counts'])
+    width = max(len(c) for c in [*classes, 'total'])
+    cols = [max(len(k), 5) for k in keys]
+    header = ' ' * width + ''.join(f'  {k:>{w}}' for k, w in zip(keys, cols))
+    rows = [header]
+    for name in classes:
+        rows.append(f'{name:<{width}}' + ''.join(
+            f'  {info["counts"][k]["per_class"][name]:>{w}}' for k, w in zip(keys, cols)))
+    rows.append(f'{"total":<{width}}' + ''.join(
+        f'  {info["counts"][k]["total"]:>{w}}' for k, w in zip(keys, cols)))
+    return '\n'.join(rows)
 
 
 def build_parser(module: ModuleType, prog: Optional[str] = None) -> argparse.ArgumentParser:

@@ -12,13 +12,14 @@ import hashlib
 import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+
+from ..image_decoding import quiet_opencv
 
 OK, MISSING, UNREADABLE = 'ok', 'missing', 'unreadable'
 
@@ -35,17 +36,6 @@ class ImageStatus:
     state: str
     sha256: Optional[str] = None
     detail: str = ''
-
-
-@contextmanager
-def _quiet_opencv() -> Iterator[None]:
-    """Silence OpenCV's own stderr messages about broken files (we report them ourselves)."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        cv2.utils.logging.setLogLevel(level)
 
 
 def inspect_image(path: Path) -> ImageStatus:
@@ -79,7 +69,7 @@ def inspect_images(paths: Sequence[Path],
     """:func:`inspect_image` for every path (unique paths, any order), in a thread pool."""
     unique = sorted(set(paths))
     workers = workers or min(8, os.cpu_count() or 1)
-    with _quiet_opencv(), ThreadPoolExecutor(max_workers=workers) as pool:
+    with quiet_opencv(), ThreadPoolExecutor(max_workers=workers) as pool:
         return dict(zip(unique, pool.map(inspect_image, unique)))
 
 

@@ -10,7 +10,7 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 import torch
 
 from ..models.fast_paths import fast_paths
-from .speed import autocast_context
+from ..utils.speed import autocast_context
 
 #: (precision, fast paths) pairs; the first is the reference.
 DEFAULT_SETTINGS: Tuple[Tuple[str, bool], ...] = (

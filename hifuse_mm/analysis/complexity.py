@@ -1,21 +1,81 @@
-"""Parameters and FLOPs of the model a config describes, at the config's test input size.
+"""Parameter and FLOP counts of a model, and of the model a config describes.
 
-Used by ``results_table`` for runs whose results do not record them. The count is
-:func:`hifuse_mm.utils.complexity.model_complexity` (one multiply-add = one FLOP), taken
-*without* attention matmuls as in the papers' tables (``tools/analysis_tools/get_flops.py``
-shows both). Models from MMPretrain that call ``F.scaled_dot_product_attention`` leave those
-matmuls out of either count anyway.
+FLOPs count one fused multiply-add as one FLOP (fvcore / mmengine
+convention; papers in this field call these "FLOPs", thop and ptflops call
+them MACs). Attention matmuls (``q @ k^T``, ``attn @ v``) are ``aten::matmul``
+/ ``aten::bmm`` / ``aten::einsum`` calls, while every projection is an
+``aten::linear`` or a convolution, so the two totals differ exactly by the
+attention matmuls. The HiFuse paper's Table 4 reports the count without
+them (ptflops-style hooks cannot see them).
+
+* :func:`model_complexity` -- ``params``, ``flops`` and ``flops_no_attention`` of a built
+  model (``tools/analysis_tools/get_flops.py`` shows both counts). The count runs the models'
+  plain path (:mod:`hifuse_mm.models.fast_paths` off): ``F.scaled_dot_product_attention``,
+  which the fast path uses, is not counted by mmengine's FlopAnalyzer. Both paths compute the
+  same thing.
+* :func:`config_complexity` / :func:`run_complexity` -- the same count for the model a config
+  (or a run's config) describes, at the config's test input size, taken *without* attention
+  matmuls as in the papers' tables. Used by ``results_table`` for runs whose results do not
+  record them. Models from MMPretrain that call ``F.scaled_dot_product_attention`` leave
+  those matmuls out of either count anyway.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
 
 if TYPE_CHECKING:
     from .run_results import RunResult
 
+ATTENTION_OPS = ('aten::matmul', 'aten::bmm', 'aten::einsum')
 DEFAULT_SHAPE = (224, 224)
+
+
+class _Logits(nn.Module):
+    """Whole classifier, image -> logits, as a plain traceable module."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, mode='tensor')
+
+
+def model_complexity(model: nn.Module,
+                     shape: Sequence[int] = (224, 224),
+                     in_channels: int = 3) -> Dict[str, float]:
+    """Return ``params``, ``flops`` and ``flops_no_attention`` of a model.
+
+    ``model`` is an mmpretrain classifier (``forward(x, mode='tensor')``);
+    it is traced in eval mode on one ``in_channels x H x W`` image.
+    """
+    from mmengine.analysis import FlopAnalyzer
+
+    from ..models.fast_paths import fast_paths
+
+    was_training = model.training
+    model.eval()
+    try:
+        with fast_paths(False):
+            x = torch.zeros(1, in_channels, *shape)
+            analyzer = FlopAnalyzer(_Logits(model), (x, ))
+            analyzer.unsupported_ops_warnings(False)
+            analyzer.uncalled_modules_warnings(False)
+            by_op = analyzer.by_operator()
+            total = analyzer.total()
+    finally:
+        model.train(was_training)
+    attention = sum(by_op.get(op.split('::')[1], 0) for op in ATTENTION_OPS)
+    return dict(
+        params=sum(p.numel() for p in model.parameters()),
+        flops=float(total),
+        flops_no_attention=float(total - attention),
+    )
 
 
 def _pair(value: Any) -> Optional[Tuple[int, int]]:
@@ -55,13 +115,11 @@ def config_complexity(config: Path, shape: Optional[Tuple[int, int]] = None,
         cache: Results by model settings and shape, shared between calls (runs of the same
             model are counted once).
     """
-    import torch
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
 
-    import hifuse_mm  # noqa: F401  (registers the models)
-    from hifuse_mm.utils.complexity import model_complexity
+    from .. import models  # noqa: F401  (registers the models)
 
     cfg = Config.fromfile(str(config))
     shape = tuple(shape) if shape else config_input_shape(cfg)
