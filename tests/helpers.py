@@ -1,7 +1,11 @@
-"""Paths and environment shared by the tests (import as ``from helpers import REPO``)."""
+"""Paths, environment and small fixtures shared by the tests (``from helpers import REPO``)."""
+import contextlib
 import os
+import shlex
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Iterator
+
+import torch
 
 #: The repository root.
 REPO = Path(__file__).resolve().parents[1]
@@ -17,3 +21,23 @@ def repo_env(*paths: Path, **variables: str) -> Dict[str, str]:
     pythonpath = os.pathsep.join(
         filter(None, [str(REPO), *map(str, paths), os.environ.get('PYTHONPATH')]))
     return dict(os.environ, PYTHONPATH=pythonpath, **variables)
+
+
+@contextlib.contextmanager
+def inside(folder: Path) -> Iterator[None]:
+    """Run a block in ``folder`` (as the tools run in a work dir), restoring the working folder
+    and torch's deterministic-algorithms flag (a deterministic run turns it on) afterwards."""
+    before = torch.are_deterministic_algorithms_enabled()
+    with contextlib.chdir(folder):
+        yield
+    torch.use_deterministic_algorithms(before)
+
+
+class Payload:
+    """A hostile pickle: unpickling it runs a shell command that creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f'touch {shlex.quote(self.marker)}', )

@@ -7,8 +7,9 @@ file or the new complete one (plus, at worst, a hidden ``.<name>.tmp-<pid>-<rand
 removed by the next write of that name). :func:`atomic_open` is ``open`` whose text writes
 go that way.
 
-A leaf module (standard library only). The checkpoints and ``last_checkpoint`` of a
-:class:`~hifuse_mm.engine.runner.HiFuseRunner` run are written through it (the
+:func:`atomic_write_bytes` and :func:`atomic_write_text` are those of the leaf module
+:mod:`hifuse_mm.utils.atomic_files` (re-exported here). The checkpoints and ``last_checkpoint``
+of a :class:`~hifuse_mm.engine.runner.HiFuseRunner` run are written through it (the
 ``hifuse_atomic_local`` backend of :mod:`~hifuse_mm.engine.atomic_backend` and
 ``CrashSafeCheckpointHook``); so are checkpoint signatures and converted weights.
 """
@@ -16,70 +17,14 @@ from __future__ import annotations
 
 import builtins
 import io
-import os
-import secrets
 from pathlib import Path
-from typing import IO, Any, Optional, Union
+from typing import IO, Any, Optional
 
-PathLike = Union[str, Path]
-_TMP_MARK = '.tmp-'
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists but not ours (EPERM)
-        return True
-    return True
-
-
-def _remove_stale_temporaries(target: Path) -> None:
-    """Delete temporaries of ``target`` left by processes that died while writing it."""
-    for tmp in target.parent.glob(f'.{target.name}{_TMP_MARK}*'):
-        try:
-            pid = int(tmp.name[len(f'.{target.name}{_TMP_MARK}'):].split('-', 1)[0])
-        except ValueError:
-            continue
-        if pid != os.getpid() and not _pid_alive(pid):
-            tmp.unlink(missing_ok=True)
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. Windows: folders cannot be opened
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(target)
-    tmp = target.with_name(f'.{target.name}{_TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}')
-    try:
-        with builtins.open(tmp, 'wb') as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_folder(target.parent)
-
-
-def atomic_write_text(path: PathLike, text: str, encoding: str = 'utf-8') -> None:
-    """:func:`atomic_write_bytes` for text."""
-    atomic_write_bytes(path, text.encode(encoding))
+# The leaf functions live in hifuse_mm.utils.atomic_files (usable below the engine layer too);
+# re-exported here under their old names.
+from ..utils.atomic_files import (_TMP_MARK, PathLike, _pid_alive,  # noqa: F401
+                                  _remove_stale_temporaries, atomic_write_bytes,
+                                  atomic_write_text, fsync_folder)
 
 
 class _AtomicTextWriter(io.StringIO):
