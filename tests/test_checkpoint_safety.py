@@ -8,8 +8,6 @@ the Python API and mmengine's own loading functions; the marker file never appea
 (its signature verifies) but refused elsewhere; tampered or forged signatures are refused.
 """
 import contextlib
-import os
-import shlex
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -29,20 +27,13 @@ from hifuse_mm.engine import (UntrustedCheckpointError, load_checkpoint_file, re
                               sign_checkpoint, trust_all_checkpoints, verify_signature)
 from hifuse_mm.engine.checkpoint_trust import signature_path, signing_key
 from mmpretrain.registry import MODELS
+from helpers import Payload
 from tiny_config import make_data, write_config
 from tool_runner import call_tool
 
 REFUSED = 'refusing to load'
 
 
-class Payload:
-    """Unpickling this runs a shell command that creates ``marker``."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return os.system, (f'touch {shlex.quote(self.marker)}', )
 
 
 @pytest.fixture(autouse=True, scope='module')

@@ -4,6 +4,7 @@ target is still there and used the way the patch assumes (mmengine 0.10.7 / oned
 there, nested and after an error. The CPU gloo initialiser's effect is
 tests/test_compat.py::test_init_dist_pytorch_uses_gloo_without_cuda."""
 import inspect
+from collections import OrderedDict
 from fractions import Fraction
 
 import mmengine
@@ -17,6 +18,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from hifuse_mm.engine import UntrustedCheckpointError, mmengine_patches
 from hifuse_mm.engine.atomic_io import atomic_open
+from hifuse_mm.engine.checkpoint_schemes import SAFE_LOADERS, is_safe_loader
 from hifuse_mm.engine.safe_checkpoint import load_from_local
 
 
@@ -61,6 +63,45 @@ def test_safe_local_loading_scope(untrusted):
     with pytest.raises(RuntimeError), mmengine_patches.safe_local_loading():
         raise RuntimeError('a failing run')
     assert CheckpointLoader._schemes[''] is before
+
+
+def test_safe_checkpoint_loading_schemes_target():
+    """mmengine registers seven scheme loaders; each of their prefixes has one of ours (a new
+    mmengine with another scheme gets a refusing loader until this is checked)."""
+    source = inspect.getsource(mm_checkpoint)
+    assert source.count('@CheckpointLoader.register_scheme(') == 7
+    for prefix in filter(None, SAFE_LOADERS):
+        assert f"'{prefix}'" in source, prefix
+    assert "load_url(" in inspect.getsource(mm_checkpoint.load_from_http)  # what we replace
+
+
+def test_safe_checkpoint_loading_covers_every_scheme(monkeypatch):
+    """Inside: every registered prefix (also one another package registered) has our loader;
+    on exit each gets exactly its loader back, and one registered meanwhile stays."""
+    def load_from_plugin(filename, map_location=None):
+        raise AssertionError('a loader hifuse-mm does not know was used')
+
+    schemes = OrderedDict(CheckpointLoader._schemes)
+    monkeypatch.setattr(CheckpointLoader, '_schemes', schemes)
+    CheckpointLoader.register_scheme(prefixes='plugin://', loader=load_from_plugin)
+    before = dict(CheckpointLoader._schemes)
+    with mmengine_patches.safe_checkpoint_loading():
+        inside = dict(CheckpointLoader._schemes)
+        assert list(inside) == list(before)
+        assert all(is_safe_loader(loader) for loader in inside.values())
+        assert inside['https://'] is SAFE_LOADERS['https://']
+        with mmengine_patches.safe_checkpoint_loading():  # nested
+            assert CheckpointLoader._schemes == inside
+        assert CheckpointLoader._schemes == inside
+        with pytest.raises(UntrustedCheckpointError, match="prefix 'plugin://'"):
+            mm_checkpoint._load_checkpoint('plugin://x.pth')
+        CheckpointLoader.register_scheme(prefixes='later://', loader=load_from_plugin)
+    assert {p: CheckpointLoader._schemes[p] for p in before} == before
+    assert all(CheckpointLoader._schemes[p] is loader for p, loader in before.items())
+    assert CheckpointLoader._schemes['later://'] is load_from_plugin
+    with pytest.raises(RuntimeError), mmengine_patches.safe_checkpoint_loading():
+        raise RuntimeError('a failing run')
+    assert all(CheckpointLoader._schemes[p] is loader for p, loader in before.items())
 
 
 # 2. atomic_last_checkpoint ------------------------------------------------------------------

@@ -109,9 +109,10 @@ def publish_checkpoint(src: PathLike, out: PathLike,
             or the result does not load weights-only.
     """
     from ..engine import UntrustedCheckpointError, load_checkpoint_file
+    from ..engine.safe_checkpoint import checkpoint_not_found_message
+    if not Path(src).is_file():
+        raise FileNotFoundError(checkpoint_not_found_message(src))
     src = Path(src)
-    if not src.is_file():
-        raise FileNotFoundError(f'{src}: checkpoint file not found')
     try:
         checkpoint = load_checkpoint_file(src, map_location='cpu', trust=trust_checkpoint)
     except UntrustedCheckpointError as err:

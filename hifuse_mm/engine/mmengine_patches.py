@@ -11,13 +11,19 @@ Scoped: applied by :class:`~hifuse_mm.engine.runner.HiFuseRunner` only while it 
 context manager that restores exactly what was there on exit (the value, or its absence) and
 may be nested:
 
-1. :func:`safe_local_loading`: ``CheckpointLoader._schemes['']`` (mmengine's loader for local
-   paths) becomes :func:`hifuse_mm.engine.safe_checkpoint.load_from_local` (weights-only,
-   full unpickling only when trusted). *Why not a registration:* mmengine picks a loader by
-   the path's prefix, and a plain local path only ever matches the ``''`` prefix that mmengine's
-   own ``load_from_local`` holds; ``init_cfg=dict(type='Pretrained')`` and hooks load through
-   the module functions of ``mmengine.runner.checkpoint``, which no runner method can reach.
-   ``register_scheme(force=True)`` can replace the loader but not put the old one back.
+1. :func:`safe_checkpoint_loading` (also named :func:`safe_local_loading`): every loader in
+   ``CheckpointLoader._schemes`` becomes ours (:mod:`hifuse_mm.engine.checkpoint_schemes`):
+   ``''`` (local paths) :func:`hifuse_mm.engine.safe_checkpoint.load_from_local`, each remote
+   scheme mmengine knows (``http(s)://``, ``torchvision://``, ``open-mmlab://``, ``mmcls://``,
+   ``s3://``, ``petrel://``, ``pavi://``) a loader that fetches with that scheme's transport
+   and loads the bytes with the same policy (weights-only, full unpickling only when trusted,
+   or refused with a message), and any other registered prefix a loader that refuses. On
+   exit every prefix that still holds our loader gets back exactly the loader it had (a
+   prefix registered meanwhile is left alone). *Why not a registration:* mmengine picks a
+   loader by the path's prefix from this one table; ``init_cfg=dict(type='Pretrained')`` and
+   hooks load through the module functions of ``mmengine.runner.checkpoint``, which no runner
+   method can reach. ``register_scheme(force=True)`` can replace a loader but not put the old
+   one back.
 2. :func:`atomic_last_checkpoint`: the module global ``open`` of
    ``mmengine.hooks.checkpoint_hook`` becomes :func:`hifuse_mm.engine.atomic_io.atomic_open`.
    *Why:* ``CheckpointHook._save_checkpoint_with_step`` writes ``work_dir/last_checkpoint`` with
@@ -28,10 +34,12 @@ may be nested:
 Process-wide: only :func:`hifuse_mm.engine.install`, the explicit opt-in our command-line tools
 call at start, applies these (idempotent, never undone):
 
-3. :func:`install_safe_local_loading`: as 1, for the rest of the process (mmengine's public
-   ``CheckpointLoader.register_scheme(prefixes='', ..., force=True)``), so that whatever a
-   tool loads through mmengine (``load_checkpoint``, MMPretrain's ``get_model``, runners of
-   configs without ``runner_type``) is loaded safely.
+3. :func:`install_safe_checkpoint_loading` (also named :func:`install_safe_local_loading`):
+   as 1, for the rest of the process (mmengine's public ``CheckpointLoader.register_scheme(
+   prefixes=..., force=True)`` for each registered prefix), so that whatever a tool loads
+   through mmengine (``load_checkpoint``, MMPretrain's ``get_model``, runners of configs
+   without ``runner_type``), from a file or a URL, is loaded safely. A prefix registered
+   later (e.g. by a config's ``custom_imports``) is covered by 1 inside a ``HiFuseRunner``.
 4. :func:`install_cpu_gloo_init`: ``mmengine.dist.utils._init_dist_pytorch`` starts a gloo
    process group on a CPU-only host instead of calling ``torch.cuda.set_device`` (which fails
    there). *Why not a registration:* ``init_dist`` dispatches to that private function by
@@ -45,9 +53,10 @@ checks that importing hifuse_mm and running a HiFuseRunner leave all of it as it
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Dict, Iterator
 
 from .atomic_io import atomic_open
+from .checkpoint_schemes import safe_loader_for
 from .cpu_distributed import gloo_process_group_args
 from .safe_checkpoint import load_from_local
 
@@ -60,22 +69,39 @@ _MISSING = object()
 
 
 # -- scoped -----------------------------------------------------------------------------------
+def _safe_schemes(schemes: Dict[str, Any]) -> Dict[str, Any]:
+    """prefix -> our loader for each prefix in ``schemes`` (``''`` always included)."""
+    safe = {prefix: safe_loader_for(prefix, loader) for prefix, loader in schemes.items()}
+    safe.setdefault('', load_from_local)
+    return safe
+
+
 @contextmanager
-def safe_local_loading() -> Iterator[None]:
-    """Patch 1: mmengine loads local checkpoints with our safe loader inside."""
+def safe_checkpoint_loading() -> Iterator[None]:
+    """Patch 1: mmengine loads checkpoints of every scheme with our safe loaders inside."""
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    before = CheckpointLoader._schemes.get('', _MISSING)
-    # Assigning an existing key keeps its place: '' stays last, as mmengine sorts prefixes.
-    CheckpointLoader._schemes[''] = load_from_local
+    schemes = CheckpointLoader._schemes
+    safe = _safe_schemes(schemes)
+    before = {prefix: schemes.get(prefix, _MISSING) for prefix in safe}
+    # Assigning an existing key keeps its place (mmengine sorts prefixes, longest first); ''
+    # is the only one that may be new, and it belongs last.
+    schemes.update(safe)
     try:
         yield
     finally:
         schemes = CheckpointLoader._schemes  # register_scheme may have rebuilt the dict
-        if before is _MISSING:
-            schemes.pop('', None)
-        else:
-            schemes[''] = before
+        for prefix, loader in safe.items():
+            if schemes.get(prefix, _MISSING) is not loader:
+                continue  # replaced meanwhile (register_scheme(force=True)): keep that
+            if before[prefix] is _MISSING:
+                schemes.pop(prefix, None)
+            else:
+                schemes[prefix] = before[prefix]
+
+
+#: The name this patch had when it covered local paths only.
+safe_local_loading = safe_checkpoint_loading
 
 
 @contextmanager
@@ -96,12 +122,18 @@ def atomic_last_checkpoint() -> Iterator[None]:
 
 
 # -- process-wide, through hifuse_mm.engine.install() only ------------------------------------
-def install_safe_local_loading() -> None:
-    """Patch 3: our safe loader is mmengine's local loader for the rest of the process."""
+def install_safe_checkpoint_loading() -> None:
+    """Patch 3: our safe loaders are mmengine's loaders of every scheme for the rest of the
+    process (idempotent: nothing is re-registered when they are in place)."""
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    if CheckpointLoader._schemes.get('') is not load_from_local:
-        CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
+    for prefix, loader in _safe_schemes(CheckpointLoader._schemes).items():
+        if CheckpointLoader._schemes.get(prefix) is not loader:
+            CheckpointLoader.register_scheme(prefixes=prefix, loader=loader, force=True)
+
+
+#: The name this patch had when it covered local paths only.
+install_safe_local_loading = install_safe_checkpoint_loading
 
 
 def install_cpu_gloo_init() -> None:

@@ -37,7 +37,10 @@ def main(argv=None) -> int:
     from hifuse_mm.engine.atomic_io import atomic_write_bytes
 
     if not osp.isfile(args.src):
-        parser.error(f'{args.src}: no such file')
+        from hifuse_mm.engine.safe_checkpoint import url_scheme
+        parser.error(f'{args.src}: no such file' + (
+            ' (a URL: download it first and pass the local file)'
+            if url_scheme(args.src) else ''))
     if osp.exists(args.dst) and not args.force:
         parser.error(f'{args.dst} exists; pass --force to overwrite it')
     try:
