@@ -374,7 +374,11 @@ def test_covid_official_on_the_real_images(tmp_path):
     src = tmp_path / 'COVID-CT'
     assert rebuild_ucsd_layout(SHARED_COVID, src) == 746
     out = tmp_path / 'covid19ct'
-    proc = run_script('covid19ct', str(src), str(out), '--protocol', 'official')
+    # The rebuilt layout links to the shared images, outside SRC: refused unless allowed.
+    status = converter_main(covid19ct, [str(src), str(out), '--protocol', 'official'])
+    assert status == 1 and not out.exists()
+    proc = run_script('covid19ct', str(src), str(out), '--protocol', 'official',
+                      '--allow-outside-root')
     assert proc.returncode == 0, proc.stderr
     info = json.loads((out / 'meta' / 'split.json').read_text())
     assert {s: info['counts'][s]['total'] for s in SPLITS} == dict(train=425, val=118, test=203)

@@ -152,8 +152,14 @@ def test_infer_tool_skips_unreadable_files(workspace, trained):
 
     with open(workspace / 'pred.csv', newline='') as stream:
         rows = list(csv.DictReader(stream))
+    # The documented columns, then status and error (issue 14): the file that could not be
+    # classified is a row too.
     assert list(rows[0]) == ['path', 'pred_label', 'pred_class', 'pred_prob'] + [
-        f'prob_{name}' for name in DEMO_CLASSES]
+        f'prob_{name}' for name in DEMO_CLASSES] + ['status', 'error']
+    failed = [r for r in rows if r['status'] == 'error']
+    assert [(Path(r['path']).name, r['pred_class']) for r in failed] == [('corrupt.jpg', '')]
+    assert failed[0]['error'].startswith('not a decodable image')
+    rows = [r for r in rows if r['status'] == 'ok']
     truth = {Path(r['path']).stem for r in rows}
     assert truth == set(DEMO_CLASSES)
     correct = 0

@@ -6,30 +6,48 @@
                           [--cfg-options KEY=VALUE ...] [--force]
 
 INPUT is an image or a folder (searched recursively for .jpg/.jpeg/.png/.bmp/.tif/... files).
-The CSV has one row per image: ``path``, ``pred_label``, ``pred_class``, ``pred_prob`` and the
-probability of every class (``prob_<class name>``). Class names come from the checkpoint's
-dataset meta, else from the config's dataset. Files that cannot be read are listed with their
-error and skipped; the exit code is non-zero only when no image could be classified (or on a
-usage error). The same from Python: ``hifuse_mm.apis.Classifier(config, ckpt).predict(...)``.
+The CSV (UTF-8) has one row per image file, in sorted order: ``path``, ``pred_label``,
+``pred_class``, ``pred_prob``, the probability of every class (``prob_<class name>``), then
+``status`` (``ok``, or ``error`` for a file that could not be classified: its prediction
+columns are empty) and ``error`` (why; empty when ``ok``). Class names come from the
+checkpoint's dataset meta, else from the config's dataset. File names that are not valid UTF-8
+are written with each such byte as ``\\xNN`` (hifuse_mm.utils.file_names). Files that cannot be
+read are also listed on stderr; the exit code is non-zero only when no image could be
+classified (nothing is written then), on a usage error or when the CSV cannot be written.
+``--out`` is checked before the model loads (a file name in a writable folder; an existing file
+only with ``--force``) and written atomically: a complete CSV or none, never a partial one.
+``--precision fp16`` on a CPU warns that it is emulated and slow (use bf16). The same from Python:
+``hifuse_mm.apis.Classifier(config, ckpt).predict(...)``.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import io
+import os
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import DictAction
 
 from hifuse_mm.apis import (IMAGE_EXTENSIONS, Classifier, ModelLoadError, OutputExistsError,
                             check_new_files, find_images)
 from hifuse_mm.apis.image_stream import ReadFailure, prepared_batches, report_failures
+from hifuse_mm.utils.atomic_files import atomic_write_bytes
+from hifuse_mm.utils.file_names import printable_name
 from hifuse_mm.utils.speed import PRECISIONS
 
 EXIT_NOTHING_READ = 1
 EXIT_USAGE = 2
+EXIT_WRITE = 1
+#: Columns after the class probabilities (added in this order at the end of the header).
+STATUS_COLUMNS = ('status', 'error')
+
+
+class OutputError(ValueError):
+    """``--out`` cannot be written; the message says why and what to do."""
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -37,7 +55,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('config', help='config the checkpoint was trained with')
     parser.add_argument('checkpoint', help='checkpoint (training, published or converted)')
     parser.add_argument('input', help='an image, or a folder searched recursively')
-    parser.add_argument('--out', required=True, help='CSV file to write (must not exist)')
+    parser.add_argument('--out', required=True,
+                        help='CSV file to write (must not exist unless --force; its folder '
+                        'must be writable; checked before the model loads)')
     parser.add_argument('--batch-size', type=int, default=16, help='images per forward pass')
     parser.add_argument('--tta', action='store_true',
                         help='average the predictions of the image and its horizontal mirror')
@@ -47,7 +67,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         'weights-only (can run code: only for files you trust; SECURITY.md)')
     parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
                         help='fp32 (default), or bf16/fp16 autocast: bf16 is ~2-3x faster on '
-                        'CPUs with AMX/AVX512-BF16 (docs/benchmarks.md)')
+                        'CPUs with AMX/AVX512-BF16 (docs/benchmarks.md); fp16 on a CPU is '
+                        'emulated and much slower than fp32 (a warning says so)')
     parser.add_argument('--compile', action='store_true',
                         help='torch.compile the model (falls back to eager with a warning)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -60,31 +81,74 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def write_csv(path: Path, rows: List[list], classes: Sequence[str]) -> None:
-    """Write the prediction rows under a header naming every class."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'w', newline='') as stream:
-        writer = csv.writer(stream)
-        writer.writerow(['path', 'pred_label', 'pred_class', 'pred_prob'] +
-                        [f'prob_{name}' for name in classes])
-        writer.writerows(rows)
+def check_output(out: Path, force: bool) -> None:
+    """Refuse an ``--out`` that cannot be written, before any work is done.
+
+    Raises:
+        OutputExistsError: it exists and ``force`` is off.
+        OutputError: it is a folder or not a regular file, a folder on its way is a file, or
+            its folder is not writable.
+    """
+    shown = printable_name(out)
+    if out.is_dir():
+        raise OutputError(f'--out {shown} is a folder; give the name of a CSV file '
+                          f'(e.g. {printable_name(out / "predictions.csv")})')
+    if out.exists() and not out.is_file():
+        raise OutputError(f'--out {shown} exists and is not a regular file; choose another name')
+    check_new_files([out], force=force)
+    folder = out.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputError(f'--out {shown}: {printable_name(folder)} is a file, not a folder; '
+                          'choose another --out')
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f'--out {shown}: cannot write in {printable_name(folder)} '
+                          '(permission denied or a read-only file system); choose another --out')
+
+
+def _reason(failure: ReadFailure) -> str:
+    """The failure's message without the leading file name (the path column has it)."""
+    for prefix in (f'{failure.path}: ', f'{failure.path.name}: '):
+        if failure.error.startswith(prefix):
+            return failure.error[len(prefix):]
+    return failure.error
+
+
+def csv_bytes(images: Sequence[Path], predicted: Dict[Path, list],
+              failures: Sequence[ReadFailure], classes: Sequence[str]) -> bytes:
+    """The CSV: a row per image in ``images`` order, ``ok`` or ``error`` (UTF-8 bytes)."""
+    failed = {failure.path: _reason(failure) for failure in failures}
+    text = io.StringIO(newline='')
+    writer = csv.writer(text)
+    writer.writerow(['path', 'pred_label', 'pred_class', 'pred_prob'] +
+                    [printable_name(f'prob_{name}') for name in classes] +
+                    list(STATUS_COLUMNS))
+    empty = [''] * (3 + len(classes))
+    for path in images:
+        if path in predicted:
+            writer.writerow([printable_name(path)] + predicted[path] + ['ok', ''])
+        elif path in failed:
+            writer.writerow([printable_name(path)] + empty +
+                            ['error', printable_name(failed[path])])
+    return text.getvalue().encode('utf-8')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     try:
-        check_new_files([out], force=args.force)
+        check_output(out, args.force)
         images, skipped = find_images(args.input)
-    except (OutputExistsError, FileNotFoundError) as err:
+    except (OutputExistsError, OutputError, FileNotFoundError) as err:
         print(f'error: {err}', file=sys.stderr)
         return EXIT_USAGE
     if skipped:
         print(f'note: {len(skipped)} file(s) without an image extension skipped '
-              f'(e.g. {skipped[0]}); image extensions: {" ".join(IMAGE_EXTENSIONS)}',
-              file=sys.stderr)
+              f'(e.g. {printable_name(skipped[0])}); image extensions: '
+              f'{" ".join(IMAGE_EXTENSIONS)}', file=sys.stderr)
     if not images:
-        print(f'error: no image files in {args.input}', file=sys.stderr)
+        print(f'error: no image files in {printable_name(args.input)}', file=sys.stderr)
         return EXIT_NOTHING_READ
     try:
         classifier = Classifier(args.config, args.checkpoint, device=args.device,
@@ -97,20 +161,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     start = time.time()
     failures: List[ReadFailure] = []
-    rows: List[list] = []
+    predicted: Dict[Path, list] = {}
     for batch in prepared_batches(classifier.preprocessor, images, args.batch_size, failures):
         predictions = classifier.predict_prepared([prepared for _, prepared in batch])
         for (path, _), pred in zip(batch, predictions):
-            rows.append([str(path), pred.label, pred.name, f'{pred.score:.6f}'] +
-                        [f'{p:.6f}' for p in pred.probabilities])
+            predicted[path] = ([pred.label, printable_name(pred.name), f'{pred.score:.6f}'] +
+                               [f'{p:.6f}' for p in pred.probabilities])
     report_failures(failures, len(images))
-    if not rows:
+    if not predicted:
         print(f'error: none of the {len(images)} image file(s) could be read; nothing written',
               file=sys.stderr)
         return EXIT_NOTHING_READ
-    write_csv(out, rows, classifier.classes)
-    print(f'{len(rows)} image(s) classified in {time.time() - start:.1f} s '
-          f'({"with" if args.tta else "without"} TTA, {args.precision}) -> {out}')
+    try:
+        atomic_write_bytes(out, csv_bytes(images, predicted, failures, classifier.classes),
+                           exclusive=not args.force)
+    except FileExistsError:
+        print(f'error: {printable_name(out)} was created by something else while the images '
+              'were classified; it was left as it is (pass --force to replace it)',
+              file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as err:
+        print(f'error: cannot write {printable_name(out)} ({err.strerror or err}); nothing '
+              'was written', file=sys.stderr)
+        return EXIT_WRITE
+    failed = f'; {len(failures)} could not be (status "error" rows)' if failures else ''
+    print(f'{len(predicted)} image(s) classified in {time.time() - start:.1f} s '
+          f'({"with" if args.tta else "without"} TTA, {args.precision}){failed} -> '
+          f'{printable_name(out)}')
     return 0
 
 

@@ -10,7 +10,7 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 import torch
 
 from ..models.fast_paths import fast_paths
-from ..utils.speed import autocast_context
+from ..utils.speed import autocast_context, warn_slow_precision
 
 #: (precision, fast paths) pairs; the first is the reference.
 DEFAULT_SETTINGS: Tuple[Tuple[str, bool], ...] = (
@@ -56,6 +56,8 @@ def prediction_agreement(
         'max_abs_logit_diff', 'accuracy'}}`` per setting (``accuracy`` when
         the samples carry labels).
     """
+    for precision, _ in settings:
+        warn_slow_precision(device, precision)
     batches: List[torch.Tensor] = []
     labels: List[torch.Tensor] = []
     for data in dataloader:

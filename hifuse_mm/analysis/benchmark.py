@@ -52,7 +52,8 @@ import torch
 import torch.nn.functional as F
 
 from ..utils.speed import (PRECISIONS, autocast_context, autocast_dtype,
-                           grad_scaler, maybe_compile, to_channels_last)
+                           grad_scaler, maybe_compile, to_channels_last,
+                           warn_slow_precision)
 
 MODES = ('infer', 'train')
 
@@ -138,6 +139,7 @@ def run(config: str,
         raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
     if precision not in PRECISIONS:
         raise ValueError(f'precision must be one of {PRECISIONS}')
+    warn_slow_precision(device, precision)
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)

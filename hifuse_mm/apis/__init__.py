@@ -14,7 +14,7 @@ from .classifier import Classifier, Prediction
 from .curves import plot_training_curves
 from .images import IMAGE_EXTENSIONS, ImageReadError, find_images, read_image
 from .model_loading import LoadedModel, ModelLoadError, load_model
-from .preprocess import ImagePreprocessor, InputSizeError
+from .preprocess import ImageArrayError, ImagePreprocessor, InputSizeError
 from .publish import Published, PublishError, publish_checkpoint
 from .training_log import TrainingLog, TrainingLogError, load_training_log
 
@@ -22,7 +22,7 @@ __all__ = [
     'CAM_METHODS', 'TARGETS', 'CamError', 'CamExplainer', 'CamResult', 'mean_inside_outside',
     'save_cam_figure', 'Classifier', 'Prediction', 'plot_training_curves', 'IMAGE_EXTENSIONS',
     'ImageReadError', 'find_images', 'read_image', 'LoadedModel', 'ModelLoadError', 'load_model',
-    'OutputExistsError', 'check_new_files', 'derived_paths', 'ImagePreprocessor',
+    'OutputExistsError', 'check_new_files', 'derived_paths', 'ImageArrayError', 'ImagePreprocessor',
     'InputSizeError', 'Published', 'PublishError', 'publish_checkpoint', 'TrainingLog',
     'TrainingLogError', 'load_training_log'
 ]

@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ..utils.speed import autocast_context, autocast_dtype, maybe_compile
+from ..utils.speed import autocast_context, autocast_dtype, maybe_compile, warn_slow_precision
 from .images import PathLike
 from .model_loading import ConfigLike, LoadedModel, load_model
 from .preprocess import ImagePreprocessor, PreparedImage
@@ -57,6 +57,8 @@ class Classifier:
         precision: ``'fp32'`` (default), or ``'bf16'`` / ``'fp16'`` autocast (mixed precision;
             bf16 is the fast one on CPUs with AMX / AVX512-BF16; see docs/benchmarks.md for
             how often it changes a prediction). Probabilities are always computed in fp32.
+            fp16 on a CPU is emulated (tens of times slower than fp32): a ``RuntimeWarning``
+            says so and suggests bf16.
         compile: ``torch.compile`` the backbone, neck and head; falls back to eager with a
             warning when compiling fails (:func:`hifuse_mm.utils.speed.maybe_compile`).
         trust_checkpoint: Allow full unpickling of a checkpoint that does not load
@@ -74,6 +76,7 @@ class Classifier:
         self.tta = tta
         self.precision = precision
         autocast_dtype(precision)  # validates the name early
+        warn_slow_precision(self.loaded.device, precision)
         self._forward = self._logits_fp32
         if compile:
             maybe_compile(self, method='_forward')
@@ -92,10 +95,15 @@ class Classifier:
         """Read an image file as the config's pipeline does (BGR uint8); raises ImageReadError."""
         return self.preprocessor.read(path)
 
-    def prepare(self, image: ImageLike) -> PreparedImage:
-        """Read (if a path) and transform one image for the model."""
+    def prepare(self, image: ImageLike, name: str = 'image array') -> PreparedImage:
+        """Read (if a path) and transform one image for the model.
+
+        An array must be uint8 ``[H, W, 3]`` BGR (or ``[H, W]`` grayscale);
+        :class:`~hifuse_mm.apis.preprocess.ImageArrayError` (a ``ValueError``) otherwise, naming
+        it as ``name``.
+        """
         if isinstance(image, np.ndarray):
-            return self.preprocessor.prepare(image)
+            return self.preprocessor.prepare(image, name=name)
         return self.preprocessor.prepare(self.read(image), path=image)
 
     def _logits_fp32(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -138,7 +146,10 @@ class Classifier:
 
         Args:
             images: One or several image paths or BGR ``[H, W, 3]`` uint8 arrays (as
-                ``cv2.imread`` / ``mmcv.imread`` give).
+                ``cv2.imread`` / ``mmcv.imread`` give; ``[H, W]`` uint8 grayscale is
+                replicated to 3 channels, as for a grayscale file). Float, 4-channel and empty
+                arrays are refused (the error says what to pass): a float array's scale is a
+                guess, so convert it yourself.
             batch_size: Images per forward pass.
 
         Returns:
@@ -147,13 +158,18 @@ class Classifier:
         Raises:
             hifuse_mm.apis.ImageReadError: a path is not a readable image (use
                 ``tools/infer.py`` to skip such files instead).
+            hifuse_mm.apis.ImageArrayError: an array is not a uint8 image (names it, e.g.
+                ``images[2]``, its shape and dtype, and says what to pass).
         """
-        if isinstance(images, (str, Path, np.ndarray)):
+        single = isinstance(images, (str, Path, np.ndarray))
+        if single:
             images = [images]
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+        names = ['image array' if single else f'images[{i}]' for i in range(len(images))]
         predictions: List[Prediction] = []
         for start in range(0, len(images), batch_size):
-            chunk = [self.prepare(image) for image in images[start:start + batch_size]]
+            chunk = [self.prepare(image, names[start + i])
+                     for i, image in enumerate(images[start:start + batch_size])]
             predictions.extend(self.predict_prepared(chunk))
         return predictions

@@ -12,6 +12,7 @@ from typing import Iterator, List, Optional, Sequence, TextIO, Tuple
 
 from mmengine.utils import ProgressBar
 
+from ..utils.file_names import printable_name
 from .images import ImageReadError
 from .preprocess import ImagePreprocessor, InputSizeError, PreparedImage
 
@@ -65,4 +66,4 @@ def report_failures(failures: Sequence[ReadFailure], total: int,
     stream.write(f'warning: {len(failures)} of {total} file(s) could not be read and were '
                  'skipped:\n')
     for failure in failures:
-        stream.write(f'  {failure.error}\n')
+        stream.write(f'  {printable_name(failure.error)}\n')

@@ -22,6 +22,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
 from ..engine import UntrustedCheckpointError, compare_state_dict, load_checkpoint_file
+from ..engine.safe_checkpoint import checkpoint_not_found_message
 from ..engine.state_dict_match import checkpoint_state_dict
 from ..utils.classes_file import read_classes_file
 
@@ -91,15 +92,56 @@ def num_classes_of(cfg: Config) -> Optional[int]:
     return head.get('num_classes')
 
 
-def class_names(cfg: Config, meta: dict, num_classes: Optional[int]) -> Tuple[str, ...]:
+def checkpoint_classes(meta: object, checkpoint: Union[str, Path] = 'the checkpoint'
+                       ) -> Optional[Tuple[str, ...]]:
+    """The class names a checkpoint's ``meta.dataset_meta.classes`` records (None: none).
+
+    Checkpoint metadata is data, never a path: the names must be a list (or tuple) of strings;
+    anything else (a string, which a config may use as the path of a classes.txt, a number, a
+    dict, a list holding other things) is refused.
+
+    Raises:
+        ModelLoadError: naming the checkpoint and the key.
+    """
+    if meta is None:
+        return None
+    if not isinstance(meta, dict):
+        raise ModelLoadError(f'{checkpoint}: its `meta` is a {type(meta).__name__}, not a dict; '
+                             'the checkpoint was not written by MMEngine / our training')
+    dataset_meta = meta.get('dataset_meta')
+    if dataset_meta is None:
+        return None
+    if not isinstance(dataset_meta, dict):
+        raise ModelLoadError(f'{checkpoint}: meta.dataset_meta is a '
+                             f'{type(dataset_meta).__name__}, not a dict; it cannot name the '
+                             'classes')
+    classes = dataset_meta.get('classes')
+    if classes is None:
+        return None
+    if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes):
+        kind = type(classes).__name__ if not isinstance(classes, (list, tuple)) else \
+            f'{type(classes).__name__} holding ' + ', '.join(sorted(
+                {type(c).__name__ for c in classes if not isinstance(c, str)}))
+        raise ModelLoadError(
+            f'{checkpoint}: meta.dataset_meta.classes must be a list of class names (strings), '
+            f'got a {kind}; class names are read from a checkpoint as data, never from a file it '
+            'names. Re-save the checkpoint with the names as a list (or remove the key: the '
+            "config's classes are used then).")
+    return tuple(classes)
+
+
+def class_names(cfg: Config, meta: dict, num_classes: Optional[int],
+                checkpoint: Union[str, Path] = 'the checkpoint') -> Tuple[str, ...]:
     """Class names: the checkpoint's ``dataset_meta``, else the config's test dataset classes.
 
+    The checkpoint's names must be a list of strings (:func:`checkpoint_classes`); the config's
+    may also be the path of a classes.txt (the user's own config, read as MMPretrain does).
     Falls back to ``class_0, class_1, ...`` when neither names them (or the count is wrong).
     """
     candidates = []
-    dataset_meta = meta.get('dataset_meta') or {}
-    if dataset_meta.get('classes'):
-        candidates.append(dataset_meta['classes'])
+    from_checkpoint = checkpoint_classes(meta, checkpoint)
+    if from_checkpoint:
+        candidates.append(from_checkpoint)
     dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
     if dataset.get('classes'):
         candidates.append(dataset['classes'])
@@ -109,7 +151,7 @@ def class_names(cfg: Config, meta: dict, num_classes: Optional[int]) -> Tuple[st
         if isinstance(classes, str):
             try:
                 classes = read_classes_file(Path(classes).expanduser())
-            except OSError:
+            except (OSError, UnicodeDecodeError):
                 continue
         classes = tuple(str(name) for name in classes)
         if num_classes is None or len(classes) == num_classes:
@@ -122,7 +164,7 @@ def _read_checkpoint(model: nn.Module, checkpoint: Union[str, Path],
                      trust_checkpoint: bool = False) -> dict:
     path = Path(checkpoint)
     if not path.is_file():
-        raise ModelLoadError(f'{path}: checkpoint file not found')
+        raise ModelLoadError(checkpoint_not_found_message(checkpoint))
     try:
         loaded = load_checkpoint_file(path, map_location='cpu', trust=trust_checkpoint)
     except UntrustedCheckpointError as err:
@@ -137,8 +179,10 @@ def _read_checkpoint(model: nn.Module, checkpoint: Union[str, Path],
         raise ModelLoadError(
             f'{path} does not fit the model of the config: {mismatch.describe()}. Pass the '
             'config the checkpoint was trained with (same architecture and num_classes).')
+    meta = loaded.get('meta')
+    checkpoint_classes(meta, path)  # refuse bad class names before any work is done
     _load_checkpoint_to_model(model, loaded, strict=True, logger='silent')
-    return loaded.get('meta') or {}
+    return meta or {}
 
 
 def load_model(config: ConfigLike, checkpoint: Union[str, Path],
@@ -173,7 +217,7 @@ def load_model(config: ConfigLike, checkpoint: Union[str, Path],
         model = MODELS.build(model_cfg)
     meta = _read_checkpoint(model, checkpoint, trust_checkpoint)
     model.to(device).eval()
-    classes = class_names(cfg, meta, num_classes_of(cfg))
+    classes = class_names(cfg, meta, num_classes_of(cfg), checkpoint)
     return LoadedModel(model=model, cfg=cfg, classes=classes, device=device,
                        checkpoint_meta=dict(meta))
 

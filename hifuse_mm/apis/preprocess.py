@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn as nn
@@ -28,6 +29,54 @@ SIZE_DIVISOR: int = TwoBranchBackbone.size_divisor
 
 class InputSizeError(ValueError):
     """The config's test pipeline gives inputs the models cannot take."""
+
+
+class ImageArrayError(ValueError):
+    """An image array the models cannot take (dtype, shape, empty); the message says what to
+    pass instead."""
+
+
+#: What an in-memory image must be, for messages.
+ARRAY_RULE = ('pass a BGR uint8 array [H, W, 3] as cv2.imread gives (or [H, W] / [H, W, 1] '
+              'grayscale)')
+
+
+def check_image_array(image: np.ndarray, color: bool = True,
+                      name: str = 'image array') -> np.ndarray:
+    """Validate an in-memory image; returns it as the file path would give it.
+
+    Accepted: uint8 ``[H, W, 3]`` (BGR, as ``cv2.imread`` gives) and uint8 grayscale ``[H, W]`` /
+    ``[H, W, 1]``, which (with ``color``, the configs' ``color_type='color'``) is replicated to
+    3 channels, as a grayscale file is. Refused with :class:`ImageArrayError`: empty arrays, any
+    other dtype (float arrays included: their scale, 0..1 or 0..255, is a guess; convert them
+    yourself, e.g. ``(image * 255).round().astype(np.uint8)``), and other channel counts (4:
+    drop the alpha channel, ``image[..., :3]``, as the file path does for RGBA files).
+    """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f'{name}: expected a numpy array, got {type(image).__name__}; '
+                        f'{ARRAY_RULE}')
+    shape = tuple(image.shape)
+    if image.ndim not in (2, 3):
+        raise ImageArrayError(f'{name} has shape {shape} ({image.ndim} dimensions); {ARRAY_RULE}'
+                              + ('; for a batch, pass a list of images' if image.ndim == 4
+                                 else ''))
+    if image.size == 0:
+        raise ImageArrayError(f'{name} is empty (shape {shape}); {ARRAY_RULE}')
+    if image.dtype != np.uint8:
+        hint = ('; float arrays are refused because their scale (0..1 or 0..255) is a guess: '
+                'convert it yourself, e.g. (image * 255).round().astype(np.uint8) for 0..1 '
+                'values' if image.dtype.kind == 'f' else '')
+        raise ImageArrayError(f'{name} has dtype {image.dtype} (shape {shape}); {ARRAY_RULE}'
+                              f'{hint}')
+    channels = 1 if image.ndim == 2 else shape[2]
+    if channels not in (1, 3):
+        hint = ('; drop the alpha channel with image[..., :3] (as is done for RGBA files)'
+                if channels == 4 else '')
+        raise ImageArrayError(f'{name} has {channels} channels (shape {shape}); {ARRAY_RULE}'
+                              f'{hint}')
+    if channels == 1 and color:
+        return cv2.cvtColor(image.reshape(shape[:2]), cv2.COLOR_GRAY2BGR)
+    return image
 
 
 @dataclass
@@ -77,14 +126,22 @@ class ImagePreprocessor:
         """Read an image file with the pipeline's decoding options (BGR uint8)."""
         return read_image(path, **self.decode_args)
 
-    def prepare(self, image: np.ndarray, path: Optional[PathLike] = None) -> PreparedImage:
-        """Run the test pipeline on a BGR ``[H, W, C]`` uint8 array (as :meth:`read` gives).
+    def prepare(self, image: np.ndarray, path: Optional[PathLike] = None,
+                name: str = 'image array') -> PreparedImage:
+        """Run the test pipeline on a BGR ``[H, W, 3]`` uint8 array (as :meth:`read` gives).
+
+        An array given without ``path`` (not from :meth:`read`) is validated first
+        (:func:`check_image_array`; ``name`` names it in errors).
 
         Raises:
+            ImageArrayError: not a uint8 [H, W, 3] / [H, W] array, or empty.
             InputSizeError: the pipeline's output sides are not multiples of
                 :data:`SIZE_DIVISOR` (32).
         """
-        if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
+        if path is None:
+            image = check_image_array(
+                image, self.decode_args.get('color_type', 'color') == 'color', name)
+        elif not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
             raise TypeError(f'expected an [H, W, C] image array, got {type(image).__name__}')
         results = dict(img=image, img_shape=image.shape[:2], ori_shape=image.shape[:2],
                        img_path=str(path) if path is not None else None)

@@ -11,8 +11,9 @@ without knowing the device::
 
 * :func:`autocast_context` is ``torch.autocast`` for ``'bf16'`` / ``'fp16'``
   and a no-op for ``'fp32'``; on the CPU it runs bf16 on AMX / AVX512-BF16
-  hardware (fp16 works but has no fast CPU kernels here). Weights stay
-  fp32 (mixed precision, not a bf16 model).
+  hardware (fp16 works but has no fast CPU kernels: it is emulated, tens of
+  times slower than fp32; :func:`warn_slow_precision` says so). Weights
+  stay fp32 (mixed precision, not a bf16 model).
 * :func:`grad_scaler` gives the loss scaler fp16 training needs (None for
   fp32 and bf16, which has fp32's exponent range).
 * :func:`maybe_compile` compiles a module's ``forward`` (or another
@@ -34,7 +35,8 @@ import torch.nn as nn
 
 __all__ = [
     'PRECISIONS', 'autocast_dtype', 'autocast_context', 'grad_scaler',
-    'maybe_compile', 'to_channels_last'
+    'maybe_compile', 'slow_precision_note', 'to_channels_last',
+    'warn_slow_precision'
 ]
 
 #: Precision names the tools accept.
@@ -75,6 +77,29 @@ def autocast_context(device: Any, precision: str) -> ContextManager:
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=_device_type(device), dtype=dtype)
+
+
+def slow_precision_note(device: Any, precision: str) -> Optional[str]:
+    """Why ``precision`` on ``device`` is slow (fp16 on a CPU), else None."""
+    if _precision(precision) == 'fp16' and _device_type(device) == 'cpu':
+        return ('fp16 on a CPU is emulated and slow (tens of times slower '
+                'than fp32; 33x in one tools/infer.py run): use bf16 '
+                '(--precision bf16, fast on CPUs with AMX / AVX512-BF16) or '
+                'fp32')
+    return None
+
+
+def warn_slow_precision(device: Any, precision: str,
+                        stacklevel: int = 3) -> Optional[str]:
+    """Warn (``RuntimeWarning``) when ``precision`` is slow on ``device``.
+
+    Called by the tools and :class:`~hifuse_mm.apis.Classifier` before any
+    work; returns the message (None: nothing to say).
+    """
+    note = slow_precision_note(device, precision)
+    if note is not None:
+        warnings.warn(note, RuntimeWarning, stacklevel=stacklevel)
+    return note
 
 
 def grad_scaler(device: Any, precision: str) -> Optional[Any]:

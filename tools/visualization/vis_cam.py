@@ -11,7 +11,9 @@ stage-4 local-branch and global-branch maps, to show where each branch looks. IN
 or a folder (searched recursively); the config's test pipeline decides the input size (sides
 must be multiples of 32; ``--cfg-options`` can change it, e.g. for a finer map). One PNG
 per image, ``DIR/<relative path>_cam.png``: the input, the overlay(s), the predicted class and
-its probability. Existing PNGs are not overwritten unless ``--force``.
+its probability. Existing PNGs are not overwritten unless ``--force``. A file name that is not
+valid UTF-8 keeps its bytes in the PNG's name; the caption and messages show each such byte as
+``\\xNN`` (hifuse_mm.utils.file_names).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from hifuse_mm.apis import (CAM_METHODS, CamError, CamExplainer, Classifier, Mod
                             OutputExistsError, check_new_files, derived_paths, find_images,
                             save_cam_figure)
 from hifuse_mm.apis.image_stream import ReadFailure, prepared_batches, report_failures
+from hifuse_mm.utils.file_names import printable_name
 
 EXIT_NOTHING_READ = 1
 EXIT_USAGE = 2
@@ -65,7 +68,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f'error: {err}', file=sys.stderr)
         return EXIT_USAGE
     if not images:
-        print(f'error: no image files in {args.input}', file=sys.stderr)
+        print(f'error: no image files in {printable_name(args.input)}', file=sys.stderr)
         return EXIT_NOTHING_READ
     targets = ('fused', 'local', 'global') if args.branches else ('fused', )
     try:
@@ -95,14 +98,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f'\nerror: {err}', file=sys.stderr)
             return EXIT_USAGE
         save_cam_figure(out_of[path], prepared.shown, result, classifier.classes, args.method,
-                        caption=str(path))
+                        caption=printable_name(path))
         written += 1
     report_failures(failures, len(images))
     if not written:
         print(f'error: none of the {len(images)} image file(s) could be read', file=sys.stderr)
         return EXIT_NOTHING_READ
     print(f'{written} CAM figure(s) ({args.method}, {"+".join(targets)}) written to '
-          f'{args.out_dir}')
+          f'{printable_name(args.out_dir)}')
     return 0
 
 

@@ -1,14 +1,14 @@
 """``--check OUT``: re-verify a prepared folder against its ``split.json``."""
 from __future__ import annotations
 
-import json
 from pathlib import Path, PurePosixPath
 from typing import Dict, List, Optional, Tuple
 
 from ...utils.classes_file import read_classes_file
 from ...utils.file_hash import file_sha256
-from ..splits import (CLASSES_TXT, META, SPLIT_JSON, SPLITS, DatasetError, Sample, read_index,
-                      split_key)
+from ..splits import (CLASSES_TXT, META, SPLIT_JSON, SPLITS, DatasetError, Sample,
+                      changed_index_files, read_index, read_split_record, repeated_lines,
+                      shared_images, shown, split_key)
 from .write import split_counts, verify_images
 
 
@@ -35,27 +35,21 @@ def check_prepared(out: Path, workers: Optional[int] = None) -> List[str]:
     if not info_path.is_file():
         raise DatasetError(f'{info_path} not found: {out} is not a folder prepared by '
                            'tools/dataset_converters/prepare_*.py')
-    try:
-        info = json.loads(info_path.read_text())
-        classes = info['classes']
-        index_files = info['index_files']
-        counts = info['counts']
-    except (ValueError, KeyError, TypeError) as err:
-        raise DatasetError(f'{info_path} is not a valid split.json ({err}); '
-                           're-run the converter with --force') from err
+    info = read_split_record(out)
+    classes, index_files, counts = info.get('classes'), info['index_files'], info.get('counts')
+    if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)
+            and isinstance(counts, dict)):
+        raise DatasetError(f'{info_path} is not a valid split.json (no "classes" list or '
+                           '"counts"); re-run the converter with --force')
 
-    problems = []
-    for name, digest in sorted(index_files.items()):
-        path = out / name
-        if not path.is_file():
-            problems.append(f'{path} is missing (listed in {SPLIT_JSON})')
-        elif file_sha256(path) != digest:
-            problems.append(f'{path} was changed after it was prepared (its SHA-256 differs '
-                            f'from {SPLIT_JSON}); re-run the converter with --force')
+    problems = changed_index_files(out, info)
     if (out / CLASSES_TXT).is_file():
-        listed = read_classes_file(out / CLASSES_TXT)
+        try:
+            listed = read_classes_file(out / CLASSES_TXT)
+        except UnicodeDecodeError:
+            listed = None
         if listed != list(classes):
-            problems.append(f'{out / CLASSES_TXT} lists {listed}, split.json {classes}')
+            problems.append(f'{out / CLASSES_TXT} does not list the classes of {SPLIT_JSON}')
 
     partitions: Dict[str, Dict[str, List[Sample]]] = {}
     for name in sorted(index_files):
@@ -71,10 +65,18 @@ def check_prepared(out: Path, workers: Optional[int] = None) -> List[str]:
         key = split_key(*where)
         if key in counts and split_counts(samples, classes) != counts[key]:
             problems.append(f'{out / name}: per-class counts differ from {SPLIT_JSON}')
+        for first, again in repeated_lines(samples):
+            problems.append(f'{out / name}:{again.line}: the image of line {first.line} again')
+    for partition, splits in sorted(partitions.items()):
+        lists = {split_key(partition, split): samples for split, samples in splits.items()}
+        for image, names in shared_images(lists):
+            problems.append(f'{shown(image)} is listed in {" and ".join(names)}')
     problems += verify_images(out, partitions, shown_root=str(out), workers=workers)
 
-    root = out / info.get('image_root', '')
-    for name, digest in sorted(info.get('source_files', {}).items()):
+    image_root = info.get('image_root')
+    root = out / (image_root if isinstance(image_root, str) else '')
+    source_files = info.get('source_files')
+    for name, digest in sorted(source_files.items() if isinstance(source_files, dict) else []):
         path = root / name
         if not path.is_file():
             print(f'Note: source file {path} not reachable; its checksum was not re-checked')

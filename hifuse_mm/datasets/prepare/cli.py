@@ -2,7 +2,7 @@
 
 ::
 
-    prepare_X.py SRC OUT --protocol P [--seed S] [--force] [dataset options]
+    prepare_X.py SRC OUT --protocol P [--seed S] [--force] [--allow-outside-root] [options]
     prepare_X.py --check OUT
 
 Each script only names its converter module (:mod:`.isic2018`, :mod:`.kvasir`, :mod:`.covid19ct`);
@@ -55,6 +55,10 @@ def build_parser(module: ModuleType, prog: Optional[str] = None) -> argparse.Arg
                         help='overwrite a split prepared earlier in OUT')
     parser.add_argument('--check', type=Path, metavar='OUT',
                         help='only re-verify a prepared folder and exit')
+    parser.add_argument('--allow-outside-root', action='store_true',
+                        help='accept listed images outside SRC (symlinks leading out of it, '
+                        '".." in a source list); the datasets then need '
+                        'allow_outside_root=True too')
     parser.add_argument('--workers', type=int, default=None,
                         help='threads for reading images (default: min(8, CPUs))')
     module.add_arguments(parser)
@@ -88,9 +92,17 @@ def converter_main(module: ModuleType, argv: Optional[Sequence[str]] = None,
         plan = module.plan_from_args(args.src, args)
         for note in plan.notes:
             print(f'Note: {note}')
-        info = write_split(plan, args.src, args.out, force=args.force, workers=args.workers)
+        info = write_split(plan, args.src, args.out, force=args.force, workers=args.workers,
+                           allow_outside_root=args.allow_outside_root)
     except DatasetError as err:
         print(f'error: {err}', file=sys.stderr)
+        return 1
+    except OSError as err:
+        where = f'{err.filename}: ' if err.filename else ''
+        kept = (f' Any split prepared earlier in {args.out} was left as it was.'
+                if args.check is None else '')
+        print(f'error: {where}{err.strerror or err}.{kept} Fix the cause and run the converter '
+              'again.', file=sys.stderr)
         return 1
     seed = '' if plan.seed is None else f', seed {plan.seed}'
     print(f'Prepared {plan.dataset} ({plan.protocol} protocol{seed}) in {args.out} '

@@ -58,7 +58,11 @@ def read_split_list(path: Path) -> List[str]:
     if not path.is_file():
         raise DatasetError(f'{path} not found; the official protocol needs the six '
                            'Data-split/*/*.txt lists of the UCSD-AI4H COVID-CT repository')
-    names = [line.strip() for line in path.read_text(encoding='utf-8-sig').splitlines()]
+    try:
+        text = path.read_text(encoding='utf-8-sig')
+    except UnicodeDecodeError:
+        raise DatasetError(f'{path} is not UTF-8 text (one file name per line expected)') from None
+    names = [line.strip() for line in text.split('\n')]
     names = [name for name in names if name]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:

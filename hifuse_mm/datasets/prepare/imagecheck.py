@@ -1,10 +1,16 @@
 """Image integrity checks of a split: missing files, undecodable images, the same bytes twice.
 
-Every image is read once: its bytes are hashed (SHA-256) and decoded with OpenCV, the library
-the training pipeline loads images with. JPEGs are decoded at 1/8 scale
-(``IMREAD_REDUCED_GRAYSCALE_8``: libjpeg skips most of the work but still reads every block),
-in a thread pool (OpenCV releases the GIL), so checking ISIC2018's 10015 images takes well under
-a minute on a few cores.
+Every image is read once: its bytes are hashed (SHA-256), checked before decoding as the
+training pipeline checks them (:func:`~hifuse_mm.datasets.image_decoding.check_image_bytes`: the
+pixel limit ``max_pixels``, default the pipeline's, for every format; truncated JPEGs and PNGs)
+and decoded with OpenCV, the library the training pipeline loads images with, watching for
+libjpeg's "Corrupt JPEG data" warnings as the pipeline does
+(:func:`~hifuse_mm.datasets.image_decoding.jpeg_damage_watch`). So the converters and
+``--check`` accept exactly the images ``CheckedLoadImageFromFile`` accepts. JPEGs are decoded at
+1/8 scale (``IMREAD_REDUCED_GRAYSCALE_8``: libjpeg skips most of the work but still reads every
+block), in a thread pool (OpenCV releases the GIL; JPEG decodes take turns, one per process at
+a time, so that libjpeg's warnings can be told apart), so checking ISIC2018's 10015 images takes
+well under a minute on a few cores.
 """
 from __future__ import annotations
 
@@ -19,7 +25,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ..image_decoding import quiet_opencv
+from ..image_decoding import (DEFAULT_MAX_PIXELS, BadImageError, check_image_bytes,
+                              jpeg_damage_reason, jpeg_damage_watch, quiet_opencv)
 
 OK, MISSING, UNREADABLE = 'ok', 'missing', 'unreadable'
 
@@ -38,8 +45,13 @@ class ImageStatus:
     detail: str = ''
 
 
-def inspect_image(path: Path) -> ImageStatus:
-    """Read, hash and decode one image."""
+def inspect_image(path: Path, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> ImageStatus:
+    """Read, hash, check and decode one image, as the training pipeline would.
+
+    Args:
+        path: The image file.
+        max_pixels: The pixel limit (the pipeline's default; None: no limit).
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -49,28 +61,36 @@ def inspect_image(path: Path) -> ImageStatus:
     digest = hashlib.sha256(data).hexdigest()
     if not data:
         return ImageStatus(UNREADABLE, digest, 'empty file')
+    try:
+        check_image_bytes(data, path, max_pixels)
+    except BadImageError as err:
+        return ImageStatus(UNREADABLE, digest, err.reason)
     buffer = np.frombuffer(data, np.uint8)
     reason = 'OpenCV cannot decode it (corrupt, truncated or not an image)'
-    try:
-        image = cv2.imdecode(buffer, cv2.IMREAD_REDUCED_GRAYSCALE_8)
-    except cv2.error:
-        # Images under 8 px cannot be reduced 8x: decode them at full size.
+    with jpeg_damage_watch(data) as damage:
         try:
-            image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-        except cv2.error as err:
-            image, reason = None, f'OpenCV: {str(err).strip().splitlines()[-1]}'
+            image = cv2.imdecode(buffer, cv2.IMREAD_REDUCED_GRAYSCALE_8)
+        except cv2.error:
+            # Images under 8 px cannot be reduced 8x: decode them at full size.
+            try:
+                image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+            except cv2.error as err:
+                image, reason = None, f'OpenCV: {str(err).strip().splitlines()[-1]}'
     if image is None or image.size == 0:
         return ImageStatus(UNREADABLE, digest, reason)
+    if damage:
+        return ImageStatus(UNREADABLE, digest, jpeg_damage_reason(data, damage))
     return ImageStatus(OK, digest)
 
 
-def inspect_images(paths: Sequence[Path],
-                   workers: Optional[int] = None) -> Dict[Path, ImageStatus]:
+def inspect_images(paths: Sequence[Path], workers: Optional[int] = None,
+                   max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Dict[Path, ImageStatus]:
     """:func:`inspect_image` for every path (unique paths, any order), in a thread pool."""
     unique = sorted(set(paths))
     workers = workers or min(8, os.cpu_count() or 1)
     with quiet_opencv(), ThreadPoolExecutor(max_workers=workers) as pool:
-        return dict(zip(unique, pool.map(inspect_image, unique)))
+        return dict(zip(unique, pool.map(lambda path: inspect_image(path, max_pixels),
+                                         unique)))
 
 
 def duplicate_groups(hashes: Mapping[str, Optional[str]]) -> List[List[str]]:

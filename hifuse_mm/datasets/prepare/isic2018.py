@@ -54,8 +54,13 @@ def find_ground_truth(src: Path) -> Path:
 
 
 def _read_csv(path: Path) -> Tuple[List[str], List[List[str]]]:
-    with open(path, newline='', encoding='utf-8-sig') as stream:
-        rows = [row for row in csv.reader(stream) if any(cell.strip() for cell in row)]
+    try:
+        with open(path, newline='', encoding='utf-8-sig') as stream:
+            rows = [row for row in csv.reader(stream) if any(cell.strip() for cell in row)]
+    except UnicodeDecodeError:
+        raise DatasetError(f'{path} is not UTF-8 text (a CSV file is expected)') from None
+    except csv.Error as err:
+        raise DatasetError(f'{path}: not a readable CSV file ({err})') from None
     if not rows:
         raise DatasetError(f'{path} is empty')
     return [cell.strip() for cell in rows[0]], rows[1:]
