@@ -5,7 +5,6 @@ Images go through the real image loader of the configs (hifuse_mm's
 ``CheckedLoadImageFromFile``); runs go through ``hifuse_mm.cli`` in-process with the narrow
 HiFuse of tests/tiny_config.py.
 """
-import contextlib
 import struct
 import zlib
 from pathlib import Path
@@ -24,6 +23,7 @@ from hifuse_mm.apis import ModelLoadError, load_model
 from hifuse_mm.datasets import BadImageError, MedicalImageDataset
 from hifuse_mm.datasets.image_decoding import DEFAULT_MAX_PIXELS
 from mmpretrain.registry import MODELS, TRANSFORMS
+from helpers import inside
 from tiny_config import DEMO_CONFIG, make_data, write_config
 
 HINT = '--skip-bad-images'
@@ -181,16 +181,10 @@ def test_skip_bad_images_leaves_them_out_and_lists_them(data):
 
 
 # -- runs -------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _in(folder: Path):
-    before = torch.are_deterministic_algorithms_enabled()
-    with contextlib.chdir(folder):
-        yield
-    torch.use_deterministic_algorithms(before)
 
 
 def _fails(folder: Path, main, *argv: str) -> str:
-    with _in(folder), pytest.raises(SystemExit) as info:
+    with inside(folder), pytest.raises(SystemExit) as info:
         main(list(argv))
     return str(info.value.code)
 
@@ -205,7 +199,7 @@ def test_bad_image_stops_training_unless_skipped(tmp_path, data):
     (data / 'val' / 'tan-striped' / 'tan-striped_0000.png').unlink()
     error = _fails(tmp_path, cli.train_main, 'tiny.py', '--work-dir', 'strict')
     assert error.startswith('error: ') and 'val.txt: 1 listed image(s) do not exist' in error
-    with _in(tmp_path):
+    with inside(tmp_path):
         cli.train_main(['tiny.py', '--work-dir', 'skip', '--skip-bad-images'])
     report, = (tmp_path / 'skip').glob('*/skipped_images.txt')
     lines = report.read_text().splitlines()
@@ -259,13 +253,14 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data, monke
     assert 'at epoch 2, iteration 3 (1 of this epoch)' in error
     assert f'{work / "epoch_1.pth"}, was written before this and is unchanged' in error
     assert 'lower the learning rate' in error and '--resume' in error
-    assert (work / 'last_checkpoint').read_text().strip() == str(work / 'epoch_1.pth')
+    # last_checkpoint is relative to the work dir (hifuse_mm.engine.last_checkpoint).
+    assert work / (work / 'last_checkpoint').read_text().strip() == work / 'epoch_1.pth'
     assert not (work / 'epoch_2.pth').exists()
     weights = torch.load(work / 'epoch_1.pth', weights_only=False)['state_dict']
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
     # Resuming (without the fault) finishes the run from the good checkpoint.
     monkeypatch.delenv('HIFUSE_FAULT')
-    with _in(tmp_path):
+    with inside(tmp_path):
         cli.train_main(['tiny.py', '--work-dir', 'w', '--resume'])
     assert (work / 'epoch_2.pth').is_file()
 

@@ -7,7 +7,9 @@ epochs of 2 iterations. The reference run
 is uninterrupted. The crashed run is killed with SIGKILL (tests/train_faults.py) in the middle
 of epoch 2, resumed with ``--resume``, killed again while its epoch-3 checkpoint is being
 written (the temporary file half written), and resumed again to the end. Its final weights,
-optimizer state and validation metrics must equal the reference's exactly.
+optimizer state and validation metrics must equal the reference's exactly. Another run is killed
+after saving epoch 1's checkpoint but before validating it: the resume validates epoch 1 first,
+so the best checkpoint is the reference's too.
 
 The two killed runs are subprocesses (a SIGKILL has to hit a real process); the reference and
 the last resume run in-process (``hifuse_mm.cli.train_main``) to keep the file fast.
@@ -109,9 +111,14 @@ def _final_state(run: Path) -> dict:
     return load_checkpoint_file(run / f'epoch_{EPOCHS}.pth', map_location='cpu')
 
 
-def test_killed_twice_then_resumed_equals_uninterrupted(workspace):
+@pytest.fixture(scope='module')
+def reference(workspace) -> Path:
+    """The uninterrupted run."""
     _train_in_process(workspace, '--work-dir', 'reference')
+    return workspace / 'reference'
 
+
+def test_killed_twice_then_resumed_equals_uninterrupted(workspace, reference):
     crashed = workspace / 'crashed'
     # 1. Killed mid-epoch 2 (after its first iteration): epoch 1 is on disk.
     out = _train_killed(workspace, 'iter:3', '--work-dir', 'crashed').stdout
@@ -132,7 +139,7 @@ def test_killed_twice_then_resumed_equals_uninterrupted(workspace):
     assert not (crashed / 'epoch_3.pth').exists()
     partial, = crashed.glob('.epoch_3.pth.tmp-*')
     assert partial.stat().st_size > 0
-    latest = Path((crashed / 'last_checkpoint').read_text().strip())
+    latest = crashed / (crashed / 'last_checkpoint').read_text().strip()  # relative to it
     assert latest.name == 'epoch_2.pth'
     assert load_checkpoint_file(latest)['meta']['epoch'] == 2
     assert verify_signature(latest).allowed
@@ -142,25 +149,58 @@ def test_killed_twice_then_resumed_equals_uninterrupted(workspace):
     assert not list(crashed.glob('.epoch_3.pth.tmp-*'))  # the stale temporary is cleaned up
     assert verify_signature(crashed / f'epoch_{EPOCHS}.pth').allowed
 
-    reference, resumed = _final_state(workspace / 'reference'), _final_state(crashed)
+    _assert_same_run(reference, crashed)
+
+
+def _assert_same_run(reference_dir: Path, crashed: Path) -> None:
+    """The crashed-and-resumed run ended exactly as the uninterrupted one: weights, optimizer
+    state, every epoch's validation metrics, the best checkpoint (name, score, weights)."""
+    reference, resumed = _final_state(reference_dir), _final_state(crashed)
     assert reference['meta']['epoch'] == resumed['meta']['epoch'] == EPOCHS
-    weights = reference['state_dict']
-    assert weights.keys() == resumed['state_dict'].keys()
-    different = [k for k, v in weights.items() if not torch.equal(v, resumed['state_dict'][k])]
-    assert not different, f'weights differ after resuming: {different[:5]}'
-    assert weights['head.fc.weight'].abs().sum() > 0
+    _assert_same_weights(reference['state_dict'], resumed['state_dict'])
+    assert reference['state_dict']['head.fc.weight'].abs().sum() > 0
     first = next(iter(reference['optimizer']['state'].values()))
     second = next(iter(resumed['optimizer']['state'].values()))
     assert all(torch.equal(first[k], second[k]) for k in first if torch.is_tensor(first[k]))
 
-    # Every epoch's validation metrics (the crashed run's spread over its three logs) and the
+    # Every epoch's validation metrics (the crashed run's spread over its logs) and the
     # best-checkpoint bookkeeping are the same.
-    assert _val_metrics(workspace / 'reference') == _val_metrics(crashed)
+    assert _val_metrics(reference_dir) == _val_metrics(crashed)
     assert sorted(_val_metrics(crashed)) == list(range(1, EPOCHS + 1))
     ref_info, res_info = reference['message_hub']['runtime_info'], \
         resumed['message_hub']['runtime_info']
     assert ref_info['best_score'] == res_info['best_score']
     assert Path(ref_info['best_ckpt']).name == Path(res_info['best_ckpt']).name
+    best = sorted(p.name for p in reference_dir.glob('best_*.pth'))
+    assert sorted(p.name for p in crashed.glob('best_*.pth')) == best
+    _assert_same_weights(load_checkpoint_file(reference_dir / best[0])['state_dict'],
+                         load_checkpoint_file(crashed / best[0])['state_dict'])
+
+
+def _assert_same_weights(expected: dict, actual: dict) -> None:
+    assert expected.keys() == actual.keys()
+    different = [k for k, v in expected.items() if not torch.equal(v, actual[k])]
+    assert not different, f'weights differ after resuming: {different[:5]}'
+
+
+def test_killed_before_validating_an_epoch_then_resumed_validates_it(workspace, reference):
+    """Killed after epoch 1's checkpoint was saved, before epoch 1 was validated: the resume
+    validates epoch 1 before training epoch 2, so the best checkpoint is the uninterrupted
+    run's (every epoch scores the same macro F1 here: the best is the first, epoch 1)."""
+    crashed = workspace / 'unvalidated'
+    out = _train_killed(workspace, 'val:1', '--work-dir', 'unvalidated').stdout
+    assert 'Saving checkpoint at 1 epochs' in out and 'Epoch(val)' not in out
+    assert (crashed / 'last_checkpoint').read_text().strip().endswith('epoch_1.pth')
+    assert not list(crashed.glob('best_*.pth')) and not (crashed / 'epoch_2.pth').exists()
+
+    _train_in_process(workspace, '--work-dir', 'unvalidated', '--resume')
+    _assert_same_run(reference, crashed)
+    log = sorted(crashed.glob('*/*.log'))[-1].read_text()
+    assert 'epoch_1.pth (epoch 1, iteration 2) was saved but the run stopped before ' \
+        'validating it: validating it now' in log
+    # Validated once, before epoch 2 trains.
+    assert log.index('Epoch(val) [1][1/1]    medical/') < log.index('Epoch(train) [2][1/2]')
+    assert log.count('Epoch(val) [1][1/1]    medical/') == 1
 
 
 def _val_metrics(run: Path) -> dict:

@@ -10,7 +10,9 @@ environment variable ``HIFUSE_FAULT`` so that one config serves every run:
   ``last_checkpoint``): when the writer syncs its temporary file to disk, the file is cut to
   half its size first, as if the kill had come while the bytes were being written;
 * ``nan:N``: before training iteration ``N`` the head's bias becomes NaN, so that iteration's
-  loss is NaN (a diverged run).
+  loss is NaN (a diverged run);
+* ``val:N``: SIGKILL when the validation of epoch ``N`` starts (``before_val_epoch``), that is
+  after epoch ``N``'s checkpoint was saved and before it was validated.
 
 Only the fault is simulated; the training and saving code that runs is the real one.
 """
@@ -54,6 +56,7 @@ class FaultInjectionHook(Hook):
         self.kill_after_iter = int(value) if kind == 'iter' else None
         self.kill_while_writing = value if kind == 'save' else None
         self.nan_at_iter = int(value) if kind == 'nan' else None
+        self.kill_before_val_of = int(value) if kind == 'val' else None
 
     def before_run(self, runner) -> None:
         if self.kill_while_writing:
@@ -67,4 +70,8 @@ class FaultInjectionHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if self.kill_after_iter is not None and runner.iter + 1 == self.kill_after_iter:
+            _kill()
+
+    def before_val_epoch(self, runner) -> None:
+        if self.kill_before_val_of is not None and runner.epoch == self.kill_before_val_of:
             _kill()

@@ -20,8 +20,14 @@ The test tool also writes a report into the run's timestamped log folder
 ``metrics.json``, ``predictions.csv``, ``confusion_matrix.png`` and ``roc.png``
 (:mod:`hifuse_mm.evaluation.report`), with bootstrap confidence intervals for ``--bootstrap N``.
 
+Before a run the mains check what would otherwise fail deep inside mmengine or torch with a
+traceback (:mod:`.checks`): a missing or broken config, ``--launcher`` outside its launcher,
+checkpoints that are missing or no PyTorch checkpoint, and (while the runner builds) a mistyped
+config key or ``type``, named by its key path; ``--cfg-options`` pairs are validated as they
+are parsed.
+
 Modules: :mod:`.arguments` (the parsers), :mod:`.train`, :mod:`.test`, :mod:`.kfold` (the
-mains), :mod:`.errors` (``error: ...`` exits).
+mains), :mod:`.checks` (the checks before a run), :mod:`.errors` (``error: ...`` exits).
 
 Python use::
 

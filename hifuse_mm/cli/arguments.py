@@ -4,18 +4,45 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from typing import Any, Dict
 
 from mmengine.config import Config, DictAction
 
+from .checks import read_config
+
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+_KEY = re.compile(r'[A-Za-z_]\w*(\.\w+)*')
+
+
+class CfgOptionsAction(DictAction):
+    """mmengine's ``DictAction`` (``KEY=VALUE`` pairs, values parsed as numbers, booleans,
+    None, lists and tuples) that reports a malformed pair as a usage error naming it, not as
+    a traceback: a pair without ``=``, a key that is no dotted name, unbalanced brackets."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: Any = None) -> None:
+        for pair in values or ():
+            key, sep, value = pair.partition('=')
+            if not sep:
+                raise argparse.ArgumentError(
+                    self, f'{pair!r} is not KEY=VALUE (e.g. train_cfg.max_epochs=1)')
+            if not _KEY.fullmatch(key):
+                raise argparse.ArgumentError(
+                    self, f'{pair!r}: {key!r} is not a config key (dotted names, e.g. '
+                    'train_cfg.max_epochs)')
+            try:
+                self._parse_iterable(value)
+            except (AssertionError, ValueError, IndexError) as err:
+                raise argparse.ArgumentError(self, f'{pair!r}: malformed value ({err})') from None
+        super().__call__(parser, namespace, values, option_string)
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """The options both tools take (after their own)."""
     parser.add_argument('--work-dir', help='directory for logs and checkpoints '
                         '(default: ./work_dirs/<config name>)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config entries, e.g. train_cfg.max_epochs=5 '
                         '(applied last)')
     parser.add_argument('--amp', action='store_true',
@@ -83,9 +110,9 @@ def test_parser() -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    """Load ``args.config``; with a launcher, pass ``--local-rank`` on as ``LOCAL_RANK``
-    unless the launcher set it."""
-    cfg = Config.fromfile(args.config)
+    """Load ``args.config`` (a missing or broken file is an ``error:`` exit); with a launcher,
+    pass ``--local-rank`` on as ``LOCAL_RANK`` unless the launcher set it."""
+    cfg = read_config(args.config)
     if args.launcher != 'none':
         os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return cfg

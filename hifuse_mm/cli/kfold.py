@@ -40,6 +40,7 @@ from ..analysis.kfold_summary import markdown_table, summarise
 from ..engine.run_config import DATALOADER_KEYS
 from ..engine.runs import close_process_group, run_test_with_report, run_train
 from .arguments import LAUNCHERS, test_parser, train_parser
+from .checks import check_launcher
 from .errors import clear_errors
 from .test import test_config, test_report
 from .train import train_config
@@ -174,6 +175,8 @@ def run_kfold(args: argparse.Namespace) -> Dict[str, object]:
 def kfold_main(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point of ``tools/kfold.py``."""
     engine.install()
+    args = kfold_parser().parse_args(argv)
+    check_launcher(args.launcher, 'train')
     with clear_errors():
-        run_kfold(kfold_parser().parse_args(argv))
+        run_kfold(args)
     close_process_group()

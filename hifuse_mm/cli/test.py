@@ -8,19 +8,36 @@ from typing import Optional, Sequence
 from mmengine.config import Config
 
 from .. import engine
-from ..engine.runs import ReportOptions, close_process_group, run_test_with_report
+from ..engine.runs import (METRICS_OUT_FORMATS, ReportOptions, close_process_group,
+                           run_test_with_report)
 from ..engine.testing_config import configure_testing
 from .arguments import common_options, load_config, test_parser
+from .checks import check_checkpoints, check_launcher, config_key_errors
 from .errors import clear_errors, config_errors
+
+
+def check_out_file(out: str, out_item: Optional[str]) -> None:
+    """``--out`` must not exist and must have a suffix the run can write (checked before the
+    run, not after it)."""
+    if Path(out).exists():
+        raise SystemExit(f'error: --out {out} exists; remove it or pick another file')
+    if out_item == 'metrics':
+        if Path(out).suffix.lstrip('.').lower() not in METRICS_OUT_FORMATS:
+            raise SystemExit(f'error: --out {out}: metrics are written as '
+                             f'{", ".join("." + f for f in METRICS_OUT_FORMATS)}; '
+                             'name the file with one of these suffixes')
+    elif not out.endswith(('.pkl', '.pickle')):
+        raise SystemExit(f'error: --out {out}: predictions are written as a pickle; name the '
+                         'file .pkl (or pass --out-item metrics for .json/.yaml)')
 
 
 def test_config(args: argparse.Namespace) -> Config:
     """Build the test config from parsed :func:`~.arguments.test_parser` arguments."""
     cfg = load_config(args)
     if args.bootstrap < 0:
-        raise SystemExit(f'--bootstrap must be >= 0, got {args.bootstrap}')
-    if args.out is not None and Path(args.out).exists():
-        raise SystemExit(f'--out {args.out} exists; remove it or pick another file')
+        raise SystemExit(f'error: --bootstrap must be >= 0, got {args.bootstrap}')
+    if args.out is not None:
+        check_out_file(args.out, args.out_item)
     with config_errors():
         return configure_testing(
             cfg, **common_options(args), checkpoint=args.checkpoint, show=args.show,
@@ -39,7 +56,10 @@ def test_main(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point of ``tools/test.py``."""
     engine.install()
     args = test_parser().parse_args(argv)
+    check_launcher(args.launcher, 'test')
     with clear_errors(), engine.trust_all_checkpoints(args.trust_checkpoint):
-        run_test_with_report(test_config(args), test_report(args), out=args.out,
-                             out_item=args.out_item)
+        cfg = test_config(args)
+        check_checkpoints(cfg, 'CHECKPOINT')
+        with config_key_errors(cfg):
+            run_test_with_report(cfg, test_report(args), out=args.out, out_item=args.out_item)
     close_process_group()

@@ -10,6 +10,7 @@ from .. import engine
 from ..engine.runs import close_process_group, run_train
 from ..engine.training_config import configure_training
 from .arguments import common_options, load_config, train_parser
+from .checks import check_checkpoints, check_launcher, config_key_errors
 from .errors import clear_errors, config_errors
 
 
@@ -27,6 +28,10 @@ def train_main(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point of ``tools/train.py``."""
     engine.install()
     args = train_parser().parse_args(argv)
+    check_launcher(args.launcher, 'train')
     with clear_errors(), engine.trust_all_checkpoints(args.trust_checkpoint):
-        run_train(train_config(args))
+        cfg = train_config(args)
+        check_checkpoints(cfg, '--resume' if args.resume not in (None, 'auto') else 'load_from')
+        with config_key_errors(cfg):
+            run_train(cfg)
     close_process_group()

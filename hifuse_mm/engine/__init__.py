@@ -8,12 +8,17 @@ below); it changes nothing in mmengine or MMPretrain.
   configs the behaviours below;
 * :mod:`~hifuse_mm.engine.safe_checkpoint`: weights-only loading by default, full unpickling
   only when trusted (:mod:`~hifuse_mm.engine.checkpoint_trust`; allowlist in
-  :mod:`~hifuse_mm.engine.checkpoint_allowlist`);
+  :mod:`~hifuse_mm.engine.checkpoint_allowlist`), for URLs and every other scheme too
+  (:mod:`~hifuse_mm.engine.checkpoint_schemes`);
 * :mod:`~hifuse_mm.engine.atomic_io`, :mod:`~hifuse_mm.engine.atomic_backend` and
   :class:`~hifuse_mm.engine.hooks.CrashSafeCheckpointHook`: atomic checkpoint /
   ``last_checkpoint`` writes, old checkpoints deleted after the new one is saved;
 * :mod:`~hifuse_mm.engine.state_dict_match`: a checkpoint that does not fit the model is an
   error naming the keys;
+* :mod:`~hifuse_mm.engine.work_dir_lock`: one training per work dir;
+  :mod:`~hifuse_mm.engine.last_checkpoint`: ``last_checkpoint`` relative to the work dir, with
+  fallbacks; :class:`~hifuse_mm.engine.hooks.ResumeValidationHook`: a resume validates the
+  epoch the interrupted run saved but did not validate;
 * :mod:`~hifuse_mm.engine.cpu_distributed` and
   :class:`~hifuse_mm.engine.cpu_amp_optim_wrapper.CPUAwareAmpOptimWrapper`: gloo and bf16 amp
   on CPU-only hosts;
@@ -34,17 +39,19 @@ from .checkpoint_trust import (key_path, resuming, sign_checkpoint, trust_all_ch
 from .cpu_amp_optim_wrapper import CPUAwareAmpOptimWrapper
 from .hooks import (BadImageReportHook, ClassCountCheckHook, ClassCountMismatchError,
                     CrashSafeCheckpointHook, EpochReseedHook, NonFiniteLossError,
-                    NonFiniteLossHook)
+                    NonFiniteLossHook, ResumeValidationHook)
+from .last_checkpoint import NothingToResumeError
 from .runner import HiFuseRunner
 from .safe_checkpoint import UntrustedCheckpointError, load_checkpoint_file
 from .run_config import RUN_HOOKS  # hooks the tools add to every run
 from .state_dict_match import CheckpointMismatchError, StateDictMismatch, compare_state_dict
+from .work_dir_lock import WorkDirLockedError
 
 
 def install() -> None:
-    """The tools' process-wide opt-in (idempotent): mmengine loads every local checkpoint with
-    the safe loader, mmengine's PyTorch-launcher initialiser uses gloo on CPU-only hosts, and
-    the stack's known harmless warnings are filtered.
+    """The tools' process-wide opt-in (idempotent): mmengine loads every checkpoint, local or by
+    URL / any scheme, with the safe loaders, mmengine's PyTorch-launcher initialiser uses gloo on
+    CPU-only hosts, and the stack's known harmless warnings are filtered.
 
     Runs get the rest (strict loading, resume trust, crash-safe signed saving) from
     :class:`HiFuseRunner`; ``import hifuse_mm`` does not call this.
@@ -57,8 +64,9 @@ def install() -> None:
 __all__ = [
     'BadImageReportHook', 'CPUAwareAmpOptimWrapper', 'CheckpointMismatchError',
     'ClassCountCheckHook', 'ClassCountMismatchError', 'CrashSafeCheckpointHook',
-    'EpochReseedHook', 'HiFuseRunner', 'NonFiniteLossError', 'NonFiniteLossHook', 'RUN_HOOKS',
-    'StateDictMismatch', 'UntrustedCheckpointError', 'compare_state_dict', 'install',
+    'EpochReseedHook', 'HiFuseRunner', 'NonFiniteLossError', 'NonFiniteLossHook',
+    'NothingToResumeError', 'RUN_HOOKS', 'ResumeValidationHook', 'StateDictMismatch',
+    'UntrustedCheckpointError', 'WorkDirLockedError', 'compare_state_dict', 'install',
     'key_path', 'load_checkpoint_file', 'resuming', 'sign_checkpoint', 'trust_all_checkpoints',
     'verify_signature'
 ]

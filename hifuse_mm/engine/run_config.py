@@ -19,13 +19,19 @@ options: no argparse, no file I/O. The tools' flags map onto them one to one
   :func:`configure_distributed` (the process-group side is :mod:`.cpu_distributed`).
 * ``--amp``: :func:`amp_optim_wrapper_cfg` selects :class:`.CPUAwareAmpOptimWrapper`.
 
+* ``--cfg-options``: :func:`merge_cfg_options` (a key that cannot be set, or a new top-level key
+  nothing reads, is an error naming it; :func:`suggest_key` finds the key probably meant).
+
 :func:`prepare_run` applies the shared tail of both tools in their order. An option that does
 not fit the config raises :class:`RunConfigError`, whose message says what to do.
 """
 from __future__ import annotations
 
+import copy
+import difflib
+import inspect
 from pathlib import Path
-from typing import Optional
+from typing import Any, Iterator, Optional, Tuple
 
 from mmengine.config import Config, ConfigDict
 
@@ -151,6 +157,103 @@ def configure(cfg: Config, launcher: str = 'none') -> None:
     configure_distributed(cfg, launcher)
 
 
+#: Top-level config keys the runner or the tools read although a config need not set them
+#: (besides the parameters of mmengine's ``Runner``).
+RUNNER_READS = ('runner_type', 'model_wrapper_cfg', 'find_unused_parameters', 'sync_bn',
+                'compile', 'activation_checkpointing', 'efficient_conv_bn_eval', 'tta_model',
+                'tta_pipeline', 'custom_imports', 'default_scope')
+
+
+def _runner_keys() -> set:
+    from mmengine.runner import Runner
+    return set(inspect.signature(Runner.__init__).parameters) - {'self'} | set(RUNNER_READS)
+
+
+def iter_key_paths(node: Any, prefix: str = '') -> Iterator[Tuple[str, Any]]:
+    """``(dotted path, value)`` of every entry of a config (lists by index), depth first."""
+    items = node.items() if isinstance(node, dict) else \
+        enumerate(node) if isinstance(node, (list, tuple)) else ()
+    for key, value in items:
+        path = f'{prefix}.{key}' if prefix else str(key)
+        yield path, value
+        yield from iter_key_paths(value, path)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, (int, float, bool)):
+        return f'{"an" if isinstance(value, int) else "a"} {type(value).__name__} ({value!r})'
+    return 'a dict' if isinstance(value, dict) else 'a list' if isinstance(value, list) \
+        else f'a {type(value).__name__}'
+
+
+def _merge_problem(cfg: Config, key: str) -> str:
+    """Why ``key`` cannot be set in ``cfg`` (walks the path to the entry that stops it)."""
+    node: Any = cfg._cfg_dict
+    for depth, part in enumerate(key.split('.')):
+        here = '.'.join(key.split('.')[:depth]) or 'the config'
+        if isinstance(node, (list, tuple)):
+            if not part.isdigit() or int(part) >= len(node):
+                return f'{here} is a list of {len(node)} entries, so it has no entry {part!r}'
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            if part not in node:
+                return 'it does not fit the config'
+            node = node[part]
+        else:
+            return f'{here} is {_kind(node)} in the config, so it has no key {part!r}'
+    return 'it does not fit the config'
+
+
+def suggest_key(cfg: Config, key: str) -> str:
+    """``' (did you mean X?)'`` with the key path X of ``cfg`` nearest to the mistyped ``key``
+    (same last part, else a close spelling of it; in the same section first), or ``''``."""
+    parent, _, leaf = key.rpartition('.')
+    paths = [path for path, _ in iter_key_paths(cfg._cfg_dict) if path != key]
+    names = [path.rpartition('.')[2] for path in paths]
+    close = [leaf] if leaf in names else \
+        difflib.get_close_matches(leaf, sorted(set(names)), n=3, cutoff=0.75)
+    found = [path for path, name in zip(paths, names) if name in close]
+    found.sort(key=lambda path: (path.rpartition('.')[0] != parent,
+                                 close.index(path.rpartition('.')[2]), len(path)))
+    return f' (did you mean {found[0]}?)' if found else ''
+
+
+def check_new_top_level_keys(cfg: Config, cfg_options: dict) -> None:
+    """A ``--cfg-options`` key that adds a top-level entry nothing reads is a mistyped key
+    (``max_epochs=1`` for ``train_cfg.max_epochs=1``): :class:`RunConfigError` naming it."""
+    known = _runner_keys()
+    for key in cfg_options:
+        top = key.split('.')[0]
+        if top not in cfg and top not in known:
+            raise RunConfigError(f'--cfg-options {key}: the config has no {top!r} and the runner '
+                                 f'reads no such key{suggest_key(cfg, key)}; check the spelling')
+
+
+def merge_cfg_options(cfg: Config, cfg_options: dict) -> None:
+    """``--cfg-options``: merge the overrides into ``cfg`` (mmengine's ``merge_from_dict``).
+
+    Raises:
+        RunConfigError: a key adds a top-level entry nothing reads
+            (:func:`check_new_top_level_keys`) or cannot be merged (a key below a number, an
+            index past the end of a list, ...); the message names the key.
+    """
+    check_new_top_level_keys(cfg, cfg_options)
+    try:
+        cfg.merge_from_dict(cfg_options)
+        return
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError):
+        pass
+    trial = copy.deepcopy(cfg)
+    for key, value in cfg_options.items():
+        try:
+            trial.merge_from_dict({key: value})
+        except (TypeError, KeyError, ValueError, AttributeError, IndexError):
+            raise RunConfigError(f'--cfg-options {key}: cannot be set: '
+                                 f'{_merge_problem(trial, key)}') from None
+    raise RunConfigError('--cfg-options: the overrides contradict each other (one key sets a '
+                         'value, another a key below it): ' + ' '.join(cfg_options))
+
+
 def prepare_run(cfg: Config, *, launcher: str = 'none', compile_model: bool = False,
                 cfg_options: Optional[dict] = None, skip_bad_images: bool = False) -> None:
     """The tail both tools share, in order: ``--compile``'s hook, the ``--cfg-options``
@@ -159,7 +262,7 @@ def prepare_run(cfg: Config, *, launcher: str = 'none', compile_model: bool = Fa
     if compile_model:
         add_compile_hook(cfg)
     if cfg_options is not None:
-        cfg.merge_from_dict(cfg_options)
+        merge_cfg_options(cfg, cfg_options)
     add_run_hooks(cfg)
     if skip_bad_images:
         set_skip_bad_images(cfg)

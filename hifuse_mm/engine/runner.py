@@ -5,11 +5,12 @@ Registered in MMPretrain's ``RUNNERS`` and selected by ``runner_type =
 tools that build from mmengine's root ``RUNNERS``, MMPretrain's ``tools/train.py`` among them,
 find it). What it adds, all as overrides of ``Runner`` methods, for its runs only:
 
-* **Safe loading** (SECURITY.md): every local checkpoint the run loads (``load_from`` and
-  ``tools/test.py``, ``--resume``, ``init_cfg=dict(type='Pretrained')``, hooks) is read by
-  :func:`~hifuse_mm.engine.safe_checkpoint.load_checkpoint_file`: weights-only, full
-  unpickling only with ``--trust-checkpoint`` or for the resume of a checkpoint this account's
-  runs signed. :meth:`resume` is the resume scope
+* **Safe loading** (SECURITY.md): every checkpoint the run loads (``load_from`` and
+  ``tools/test.py``, ``--resume``, ``init_cfg=dict(type='Pretrained')``, hooks), from a local
+  file or by URL / any other scheme (:mod:`~hifuse_mm.engine.checkpoint_schemes`), is read by
+  :mod:`~hifuse_mm.engine.safe_checkpoint`: weights-only, full unpickling only with
+  ``--trust-checkpoint``, restricted unpickling for the resume of a local checkpoint this
+  account's runs signed. :meth:`resume` is the resume scope
   (:func:`~hifuse_mm.engine.checkpoint_trust.resuming`).
 * **Strict loading**: :meth:`load_checkpoint` raises
   :class:`~hifuse_mm.engine.state_dict_match.CheckpointMismatchError`, naming the file and the
@@ -19,14 +20,22 @@ find it). What it adds, all as overrides of ``Runner`` methods, for its runs onl
   (:func:`~hifuse_mm.engine.checkpoint_trust.sign_checkpoint`); a plain ``CheckpointHook`` in
   the config becomes a :class:`~hifuse_mm.engine.hooks.CrashSafeCheckpointHook` (atomic
   ``last_checkpoint``, old checkpoints deleted only after the new one is saved).
+* **One training per work dir**: :meth:`train` holds the work dir's lock
+  (:mod:`~hifuse_mm.engine.work_dir_lock`); a second training into it stops with a message
+  naming the one that holds it.
+* **Resume**: ``last_checkpoint`` is written relative to the work dir and :meth:`load_or_resume`
+  resolves it, falling back to the newest checkpoint when it is empty or dangling
+  (:mod:`~hifuse_mm.engine.last_checkpoint`); a resumed checkpoint whose epoch the interrupted
+  run did not validate is validated before training goes on
+  (:class:`~hifuse_mm.engine.hooks.ResumeValidationHook`, registered in every run).
 * **CPU distributed**: with ``--launcher pytorch`` on a host without CUDA, :meth:`setup_env`
   starts a gloo process group itself (mmengine's initialiser would call
   ``torch.cuda.set_device``); :mod:`~hifuse_mm.engine.run_config` makes the config side fit.
 
 CPU ``--amp`` is the registered optim wrapper
 :class:`~hifuse_mm.engine.cpu_amp_optim_wrapper.CPUAwareAmpOptimWrapper`. The one private
-mmengine internal the runner changes while it works (the loader of local paths, for the loads
-no runner method reaches) is :func:`~hifuse_mm.engine.mmengine_patches.safe_local_loading`,
+mmengine internal the runner changes while it works (the checkpoint loaders of every scheme,
+for the loads no runner method reaches) is :func:`~hifuse_mm.engine.mmengine_patches.safe_local_loading`,
 restored when :meth:`train` / :meth:`val` / :meth:`test` return; its checkpoint hook changes
 one more around each save (:func:`~hifuse_mm.engine.mmengine_patches.atomic_last_checkpoint`).
 """
@@ -39,7 +48,7 @@ import torch.nn as nn
 from mmengine.dist import is_distributed, is_main_process
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
-from mmengine.runner import Runner
+from mmengine.runner import IterBasedTrainLoop, Runner
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 from mmpretrain.registry import RUNNERS
 
@@ -47,8 +56,11 @@ from .atomic_backend import atomic_backend_args, is_local_path
 from .checkpoint_trust import remove_orphan_signatures, resuming, sign_checkpoint
 from .cpu_distributed import init_cpu_process_group, needs_cpu_process_group
 from .hooks.crash_safe_checkpoint_hook import CrashSafeCheckpointHook
+from .hooks.resume_validation_hook import ResumeValidationHook
+from .last_checkpoint import resolve_resume_checkpoint
 from .mmengine_patches import safe_local_loading
 from .state_dict_match import CheckpointMismatchError, checkpoint_state_dict, compare_state_dict
+from .work_dir_lock import hold_work_dir, live_holder
 
 #: Config ``type`` values of mmengine's plain checkpoint hook, replaced by ours.
 _PLAIN_CHECKPOINT_HOOK = ('CheckpointHook', 'mmengine.CheckpointHook', CheckpointHook)
@@ -57,7 +69,17 @@ _PLAIN_CHECKPOINT_HOOK = ('CheckpointHook', 'mmengine.CheckpointHook', Checkpoin
 @RUNNERS.register_module()
 class HiFuseRunner(Runner):
     """``Runner`` with safe and strict checkpoint loading, crash-safe signed saving and CPU
-    gloo initialisation (see the module docstring). Same arguments as ``Runner``."""
+    gloo initialisation, one training per work dir, resume that validates what the interrupted
+    run did not and follows moved work dirs (see the module docstring). Same arguments as
+    ``Runner``."""
+
+    #: ``CrashSafeCheckpointHook`` writes ``last_checkpoint`` relative to the work dir:
+    #: :meth:`load_or_resume` resolves it.
+    relative_last_checkpoint = True
+    #: The checkpoint :meth:`resume` loaded (None until then).
+    resumed_checkpoint: Optional[str] = None
+    #: :meth:`dump_config` found the work dir held by a live training and left its config be.
+    _config_dump_deferred = False
 
     # -- environment --------------------------------------------------------------------------
     def setup_env(self, env_cfg: Dict) -> None:
@@ -78,10 +100,31 @@ class HiFuseRunner(Runner):
             hook = dict(hook, type=CrashSafeCheckpointHook)
         super().register_hook(hook, priority)
 
+    def register_hooks(self, default_hooks: Optional[Dict] = None,
+                       custom_hooks: Optional[list] = None) -> None:
+        """mmengine's hooks, then a :class:`ResumeValidationHook` (last) unless the config has
+        one."""
+        super().register_hooks(default_hooks, custom_hooks)
+        if not any(isinstance(hook, ResumeValidationHook) for hook in self._hooks):
+            self.register_hook(ResumeValidationHook())
+
     # -- running ------------------------------------------------------------------------------
     def train(self) -> nn.Module:
-        with safe_local_loading():
+        """mmengine's training, holding the work dir's lock (a second training into it is
+        refused: :class:`~hifuse_mm.engine.work_dir_lock.WorkDirLockedError`)."""
+        with hold_work_dir(self.work_dir, warn=self.logger.warning), safe_local_loading():
+            if self._config_dump_deferred:
+                self._config_dump_deferred = False
+                super().dump_config()
             return super().train()
+
+    def dump_config(self) -> None:
+        """mmengine's config dump into the work dir, except while another live training on
+        this host holds the work dir (its dump stays; a training dumps once it holds it)."""
+        if live_holder(self.work_dir) is not None:
+            self._config_dump_deferred = True
+            return
+        super().dump_config()
 
     def val(self) -> dict:
         with safe_local_loading():
@@ -92,6 +135,24 @@ class HiFuseRunner(Runner):
             return super().test()
 
     # -- loading ------------------------------------------------------------------------------
+    def load_or_resume(self) -> None:
+        """mmengine's, but ``--resume`` without a path follows ``last_checkpoint`` relative to
+        the work dir, and falls back to the newest checkpoint there when it is empty or
+        dangling (:func:`~hifuse_mm.engine.last_checkpoint.resolve_resume_checkpoint`)."""
+        if self._has_loaded or not self._resume or self._load_from is not None:
+            return super().load_or_resume()
+        by_epoch = not isinstance(self._train_loop, IterBasedTrainLoop)
+        resume_from = resolve_resume_checkpoint(self.work_dir, by_epoch=by_epoch,
+                                                log=self.logger.warning)
+        if resume_from is None:  # nothing to resume: mmengine starts afresh
+            return super().load_or_resume()
+        self.logger.info(f'Auto resumed from the latest checkpoint {resume_from}.')
+        self._load_from = resume_from
+        try:
+            super().load_or_resume()
+        finally:
+            self._load_from = None
+
     def resume(self, filename: str, resume_optimizer: bool = True,
                resume_param_scheduler: bool = True,
                map_location: Union[str, Callable] = 'default') -> None:
@@ -101,6 +162,7 @@ class HiFuseRunner(Runner):
             super().resume(filename, resume_optimizer=resume_optimizer,
                            resume_param_scheduler=resume_param_scheduler,
                            map_location=map_location)
+        self.resumed_checkpoint = str(filename)
 
     def load_checkpoint(self, filename: str, map_location: Union[str, Callable] = 'cpu',
                         strict: bool = False,

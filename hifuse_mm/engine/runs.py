@@ -25,7 +25,11 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from ..evaluation import MedicalMetrics, write_test_report
+from ..utils.atomic_files import atomic_write_bytes
 from .runner import HiFuseRunner
+
+#: What ``--out FILE --out-item metrics`` can write, by suffix (mmengine's file handlers).
+METRICS_OUT_FORMATS = ('json', 'yaml', 'yml', 'pkl', 'pickle')
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,13 @@ def run_train(cfg: Config) -> Runner:
     return runner
 
 
+def write_metrics_out(metrics: dict, out: str) -> None:
+    """Dump ``metrics`` to ``out`` (format from its suffix, :data:`METRICS_OUT_FORMATS`),
+    atomically and never over an existing file (:class:`FileExistsError`)."""
+    data = mmengine.dump(metrics, file_format=Path(out).suffix.lstrip('.').lower())
+    atomic_write_bytes(out, data.encode() if isinstance(data, str) else data, exclusive=True)
+
+
 def _medical_metric(runner: Runner) -> Optional[MedicalMetrics]:
     for metric in runner.test_loop.evaluator.metrics:
         if isinstance(metric, MedicalMetrics):
@@ -96,7 +107,7 @@ def run_test_with_report(cfg: Config, report: Optional[ReportOptions] = None,
     if get_rank() != 0:
         return metrics, None
     if out is not None and out_item == 'metrics':
-        mmengine.dump(metrics, out)
+        write_metrics_out(metrics, out)
     metric = _medical_metric(runner)
     if report is None or not report.enable or metric is None or metric.last is None:
         return metrics, None

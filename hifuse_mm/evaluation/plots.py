@@ -1,10 +1,13 @@
 """Report figures: the confusion matrix (counts and row-normalised) and per-class ROC curves.
 
 Matplotlib's object-oriented API with the Agg canvas: no pyplot state, no GUI backend, no
-change to the process-wide backend.
+change to the process-wide backend. A figure is rendered into memory first and then written
+atomically (:mod:`hifuse_mm.utils.atomic_files`): a kill or a full disk never leaves a partial
+PNG under its name, and an existing file is never replaced.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Sequence
 
@@ -13,15 +16,24 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
+from ..utils.atomic_files import atomic_write_bytes
+
+
+def figure_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes (120 dpi, tight bounding box)."""
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format='png', dpi=120, bbox_inches='tight')
+    return buffer.getvalue()
+
 
 def _save(fig: Figure, path: Path) -> None:
-    """Write a PNG; refuses an existing file (``x`` mode) instead of overwriting it."""
-    FigureCanvasAgg(fig)
-    with open(path, 'xb') as stream:
-        fig.savefig(stream, format='png', dpi=120, bbox_inches='tight')
+    """Write a PNG atomically; refuses an existing file (:class:`FileExistsError`) instead of
+    overwriting it."""
+    atomic_write_bytes(path, figure_png(fig), exclusive=True)
 
 
-def plot_confusion_matrix(confusion: np.ndarray, classes: Sequence[str], path: Path) -> None:
+def confusion_matrix_figure(confusion: np.ndarray, classes: Sequence[str]) -> Figure:
     """Two panels: counts, and rows normalised to sum to 1 (recall on the diagonal)."""
     confusion = np.asarray(confusion)
     rows = confusion.sum(1, keepdims=True)
@@ -42,11 +54,11 @@ def plot_confusion_matrix(confusion: np.ndarray, classes: Sequence[str], path: P
             ax.text(j, i, fmt.format(value.item()), ha='center', va='center', fontsize=8,
                     color='white' if value > threshold else 'black')
     fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
-def plot_roc(labels: np.ndarray, scores: np.ndarray, classes: Sequence[str],
-             aucs: Sequence[float], path: Path) -> None:
+def roc_figure(labels: np.ndarray, scores: np.ndarray, classes: Sequence[str],
+               aucs: Sequence[float]) -> Figure:
     """One-vs-rest ROC curve per class (classes without positives or negatives are skipped),
     the AUC in the legend."""
     fig = Figure(figsize=(6.5, 6))
@@ -63,4 +75,15 @@ def plot_roc(labels: np.ndarray, scores: np.ndarray, classes: Sequence[str],
            ylabel='true positive rate (sensitivity)', title='ROC curves (one vs rest)')
     ax.legend(loc='lower right', fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    return fig
+
+
+def plot_confusion_matrix(confusion: np.ndarray, classes: Sequence[str], path: Path) -> None:
+    """:func:`confusion_matrix_figure` written to ``path`` (atomically, never over a file)."""
+    _save(confusion_matrix_figure(confusion, classes), path)
+
+
+def plot_roc(labels: np.ndarray, scores: np.ndarray, classes: Sequence[str],
+             aucs: Sequence[float], path: Path) -> None:
+    """:func:`roc_figure` written to ``path`` (atomically, never over a file)."""
+    _save(roc_figure(labels, scores, classes, aucs), path)

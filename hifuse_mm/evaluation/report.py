@@ -11,22 +11,31 @@
 
 Undefined values (NaN) are written as ``null`` (JSON has no NaN). ``predictions.csv`` has one
 row per test image in dataset order: ``image,label,prediction,prob_<class>...`` (the image path
-as in the split list, i.e. relative to the dataset's ``data_root``; class names; probabilities
-with 6 decimals). No file is ever overwritten: an existing one stops the report
+as in the split list, i.e. relative to the dataset's ``data_root``, in UTF-8 with each byte of a
+name that is not UTF-8 as ``\\xNN``; class names; probabilities with 6 decimals). No file
+is ever overwritten: an existing one stops the report
 before anything is written.
+
+The files are written atomically (:mod:`hifuse_mm.utils.atomic_files`): all four are rendered
+in memory first, then each is written to a temporary file and linked under its name only when
+complete. A kill or a full disk while writing leaves complete files or none under the report's
+names, never a 0-byte or partial ``metrics.json`` or PNG.
 """
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
+from ..utils.atomic_files import atomic_write_bytes
+from ..utils.file_names import printable_name
 from .bootstrap import bootstrap_intervals
 from .medical_metrics import LastEvaluation
-from .plots import plot_confusion_matrix, plot_roc
+from .plots import confusion_matrix_figure, figure_png, roc_figure
 
 REPORT_FILES = ('metrics.json', 'predictions.csv', 'confusion_matrix.png', 'roc.png')
 
@@ -95,20 +104,21 @@ def write_test_report(last: LastEvaluation, out_dir: Path, metrics: Mapping[str,
                                                    pos_label=pos_label)
     content['warnings'] = evaluation.warnings
     content.update(extra or {})
-    with open(paths['metrics.json'], 'x') as stream:
-        json.dump(nan_to_none(content), stream, indent=2)
-        stream.write('\n')
+    rendered = {'metrics.json': (json.dumps(nan_to_none(content), indent=2) + '\n').encode()}
 
-    with open(paths['predictions.csv'], 'x', newline='') as stream:
-        writer = csv.writer(stream)
-        writer.writerow(['image', 'label', 'prediction',
-                         *(f'prob_{c}' for c in evaluation.classes)])
-        for image, label, pred, scores in zip(last.images, last.labels, last.preds,
-                                              last.scores):
-            writer.writerow([_relative(image, data_root), evaluation.classes[label],
-                             evaluation.classes[pred], *(f'{s:.6f}' for s in scores)])
+    csv_text = io.StringIO(newline='')
+    writer = csv.writer(csv_text)
+    writer.writerow(['image', 'label', 'prediction', *(f'prob_{c}' for c in evaluation.classes)])
+    for image, label, pred, scores in zip(last.images, last.labels, last.preds, last.scores):
+        writer.writerow([printable_name(_relative(image, data_root)), evaluation.classes[label],
+                         evaluation.classes[pred], *(f'{s:.6f}' for s in scores)])
+    rendered['predictions.csv'] = csv_text.getvalue().encode()
 
-    plot_confusion_matrix(evaluation.confusion, evaluation.classes, paths['confusion_matrix.png'])
+    rendered['confusion_matrix.png'] = figure_png(
+        confusion_matrix_figure(evaluation.confusion, evaluation.classes))
     aucs = [evaluation.per_class[c]['auc'] for c in evaluation.classes]
-    plot_roc(last.labels, last.scores, evaluation.classes, aucs, paths['roc.png'])
+    rendered['roc.png'] = figure_png(roc_figure(last.labels, last.scores, evaluation.classes,
+                                                aucs))
+    for name in REPORT_FILES:
+        atomic_write_bytes(paths[name], rendered[name], exclusive=True)
     return paths

@@ -11,13 +11,14 @@ learns of a non-finite loss on any rank (one small all-reduce per iteration) and
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, Optional, Sequence
 
 import torch
 from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
+
+from ..last_checkpoint import checkpoint_path_from_pointer
 
 
 class NonFiniteLossError(RuntimeError):
@@ -38,10 +39,8 @@ def _image_paths(data_batch: Any, limit: int = 4) -> Sequence[str]:
 
 
 def _last_checkpoint(work_dir: str) -> Optional[str]:
-    pointer = os.path.join(work_dir, 'last_checkpoint')
     try:
-        with open(pointer) as stream:
-            return stream.read().strip() or None
+        return checkpoint_path_from_pointer(work_dir)
     except OSError:
         return None
 

@@ -1,0 +1,153 @@
+"""Bad command lines end with one clear ``error:`` line and no traceback, through the real
+tools/train.py and tools/test.py (issue 14, item 16). Most fail before any training."""
+import contextlib
+import io
+import re
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from hifuse_mm import cli
+from tiny_config import make_data, write_config
+from tool_runner import run_tool
+
+DIST_VARIABLES = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'LOCAL_RANK',
+                  'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK')
+
+
+@pytest.fixture(scope='module')
+def space(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp('cli_errors')
+    write_config(root / 'tiny.py', make_data(root))
+    (root / 'empty.pth').write_bytes(b'')
+    (root / 'junk.pth').write_bytes(b'this is not a checkpoint\n' * 40)
+    torch.save({'state_dict': {}}, root / 'good.pth')
+    data = (root / 'good.pth').read_bytes()
+    (root / 'truncated.pth').write_bytes(data[:len(data) // 2])
+    with zipfile.ZipFile(root / 'zip.pth', 'w') as archive:
+        archive.writestr('notes.txt', 'not a checkpoint')
+    # The legacy .tar layout of PyTorch < 0.4 (what torch.load recognises as such).
+    with tarfile.open(root / 'legacy_tar.pth', 'w') as archive:
+        for name in ('sys_info', 'pickle', 'storages', 'tensors'):
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            archive.addfile(info, io.BytesIO(b'\x80\x02N.'))
+    return root
+
+
+def _check(returncode, stderr: str, stdout: str, expected, usage: bool) -> str:
+    assert returncode != 0, stdout[-2000:]
+    assert 'Traceback' not in stderr and 'Traceback' not in stdout, stderr[-4000:]
+    lines = [line for line in stderr.splitlines() if 'error:' in line]
+    assert len(lines) == 1, stderr[-4000:]
+    line = lines[0]
+    # Our own errors start with 'error:'; argparse's usage errors with '<tool>.py: error:'.
+    assert re.match(r'\S+\.py: error: ' if usage else 'error: ', line), line
+    for text in expected:
+        assert text in line, line
+    # torch's message for unreadable files advises weights_only=False (running the file's
+    # code): never passed on.
+    assert 'weights_only' not in stderr + stdout, line
+    return line
+
+
+def fails_cleanly(proc, *expected: str, usage: bool = False) -> str:
+    """The tool (a subprocess) failed with exactly one ``error:`` line containing
+    ``expected`` and no traceback; returns that line."""
+    return _check(proc.returncode, proc.stderr, proc.stdout, expected, usage)
+
+
+def main_fails_cleanly(space: Path, main, *argv: str, expected=(), usage=False) -> str:
+    """The same for a tool's main called in this process (quicker; the variants of a case
+    the subprocess tests cover): an exception other than ``SystemExit`` is a traceback."""
+    before = torch.are_deterministic_algorithms_enabled()
+    err = io.StringIO()
+    try:
+        with contextlib.chdir(space), contextlib.redirect_stderr(err):
+            main(list(argv))
+    except SystemExit as exit_info:
+        code = exit_info.code
+    else:
+        code = 0
+    finally:
+        torch.use_deterministic_algorithms(before)
+    stderr = err.getvalue() + (code + '\n' if isinstance(code, str) else '')
+    return _check(code if isinstance(code, int) else 1, stderr, '', expected, usage)
+
+
+# One subprocess per kind of mistake, exactly as a user meets it.
+
+def test_missing_config(space):
+    fails_cleanly(run_tool(space, 'train.py', 'no_such.py'), 'config file no_such.py not found')
+    main_fails_cleanly(space, cli.test_main, 'no_such.py', 'good.pth',
+                       expected=('no_such.py', 'not found'))
+    (space / 'broken.py').write_text("_base_ = ['missing_base.py']\n")
+    main_fails_cleanly(space, cli.train_main, 'broken.py', expected=('missing_base.py',))
+
+
+def test_missing_checkpoint(space):
+    fails_cleanly(run_tool(space, 'test.py', 'tiny.py', 'no_such.pth', '--work-dir', 'w'),
+                  'CHECKPOINT', 'no_such.pth', 'not found')
+    main_fails_cleanly(space, cli.train_main, 'tiny.py', '--work-dir', 'w', '--resume',
+                       'no_such.pth', expected=('--resume', 'no_such.pth', 'not found'))
+
+
+def test_junk_checkpoint(space):
+    fails_cleanly(run_tool(space, 'test.py', 'tiny.py', 'junk.pth', '--work-dir', 'w'),
+                  'CHECKPOINT', 'junk.pth', 'is not a PyTorch checkpoint')
+
+
+@pytest.mark.parametrize('name, what', [
+    ('empty.pth', 'is empty'),
+    ('truncated.pth', 'truncated'),
+    ('zip.pth', 'not a PyTorch checkpoint'),
+    ('legacy_tar.pth', 'legacy .tar format'),
+])
+def test_unreadable_checkpoint(space, name, what):
+    main_fails_cleanly(space, cli.test_main, 'tiny.py', name, '--work-dir', 'w',
+                       expected=(name, what))
+    main_fails_cleanly(space, cli.train_main, 'tiny.py', '--work-dir', 'w', '--cfg-options',
+                       f'load_from={name}', expected=('load_from', name, what))
+
+
+def test_mistyped_config_keys(space):
+    # An argument the train loop does not take: named, with the key meant.
+    fails_cleanly(run_tool(space, 'train.py', 'tiny.py', '--work-dir', 'w', '--cfg-options',
+                           'train_cfg.max_epoch=1'),
+                  'train_cfg.max_epoch', 'did you mean train_cfg.max_epochs')
+    # A top-level key nothing reads (silently ignored before: a full-length "smoke test").
+    main_fails_cleanly(space, cli.train_main, 'tiny.py', '--work-dir', 'w', '--cfg-options',
+                       'max_epochs=1', expected=('max_epochs', 'train_cfg.max_epochs'))
+    # A type no registry knows: the key path that names it.
+    main_fails_cleanly(space, cli.test_main, 'tiny.py', 'good.pth', '--work-dir', 'w',
+                       '--cfg-options', 'model.backbone.type=XYZ',
+                       expected=('model.backbone.type',
+                                 "'XYZ' is not in the mmpretrain::model registry"))
+    main_fails_cleanly(space, cli.train_main, 'tiny.py', '--work-dir', 'w', '--cfg-options',
+                       'optim_wrapper.optimizer.lrr=0.1',
+                       expected=('optim_wrapper.optimizer.lrr', 'AdamW takes no argument',
+                                 'did you mean optim_wrapper.optimizer.lr'))
+
+
+def test_malformed_cfg_options(space):
+    fails_cleanly(run_tool(space, 'train.py', 'tiny.py', '--cfg-options', 'train_cfg.max_epochs'),
+                  '--cfg-options', 'train_cfg.max_epochs', 'KEY=VALUE', usage=True)
+    main_fails_cleanly(space, cli.test_main, 'tiny.py', 'good.pth', '--cfg-options',
+                       'model.head.topk=[1,', expected=('--cfg-options', 'model.head.topk'),
+                       usage=True)
+    main_fails_cleanly(space, cli.train_main, 'tiny.py', '--work-dir', 'w', '--cfg-options',
+                       'train_cfg.max_epochs.x=1',
+                       expected=('train_cfg.max_epochs.x', 'train_cfg.max_epochs is an int'))
+
+
+def test_launcher_outside_its_launcher(space, monkeypatch):
+    for name in DIST_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    fails_cleanly(run_tool(space, 'train.py', 'tiny.py', '--launcher', 'pytorch'),
+                  '--launcher pytorch', 'tools/dist_train.sh')
+    main_fails_cleanly(space, cli.test_main, 'tiny.py', 'good.pth', '--launcher', 'pytorch',
+                       expected=('--launcher pytorch', 'tools/dist_test.sh'))
+    assert not (space / 'work_dirs').exists()

@@ -1,0 +1,121 @@
+"""The test report's files (and ``tools/test.py --out``) are written atomically: a process
+killed while writing them leaves complete files or none under their names, never a partial
+one; an existing file is never replaced (issue 14, item 13)."""
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from helpers import TESTS, repo_env
+
+REPORT_FILES = ('metrics.json', 'predictions.csv', 'confusion_matrix.png', 'roc.png')
+PNG_END = b'IEND\xaeB`\x82'
+
+#: Writes a 50-sample report into argv[1] with every file limited to argv[2] bytes
+#: (RLIMIT_FSIZE): the kernel kills the process (SIGXFSZ, which Python ignores unless told
+#: otherwise) on the first write past the limit, i.e. in the middle of writing the first report
+#: file larger than that.
+CHILD = textwrap.dedent('''
+    import resource, signal, sys
+    from pathlib import Path
+    import matplotlib.figure, matplotlib.backends.backend_agg  # font cache before the limit
+    from test_medical_metrics import random_predictions, run_metric
+    from hifuse_mm.evaluation import write_test_report
+    labels, scores = random_predictions(50, 3, 0)
+    metrics, metric = run_metric(labels, scores, classes=['x', 'y', 'z'])
+    limit = int(sys.argv[2])
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    write_test_report(metric.last, Path(sys.argv[1]), metrics, bootstrap=20)
+''')
+
+
+def _complete(path):
+    """Whether a report file is whole (parses / has all rows / ends with the PNG end chunk)."""
+    data = path.read_bytes()
+    if path.suffix == '.json':
+        try:
+            return json.loads(data)['num_samples'] == 50
+        except ValueError:
+            return False
+    if path.suffix == '.csv':
+        return data.endswith(b'\n') and len(data.splitlines()) == 51
+    return data.startswith(b'\x89PNG') and data.endswith(PNG_END)
+
+
+@pytest.mark.skipif(not hasattr(signal, 'SIGXFSZ'), reason='needs RLIMIT_FSIZE (POSIX)')
+@pytest.mark.parametrize('limit', [0, 1000, 12000])
+def test_report_killed_while_writing_leaves_no_partial_file(tmp_path, limit):
+    """0: killed on the first byte of metrics.json; 1000: in the middle of metrics.json;
+    12000: metrics.json and predictions.csv done, killed in the middle of a PNG."""
+    out = tmp_path / 'report'
+    proc = subprocess.run([sys.executable, '-c', CHILD, str(out), str(limit)], cwd=TESTS,
+                          env=repo_env(TESTS), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, timeout=300)
+    assert proc.returncode == -signal.SIGXFSZ, proc.stderr[-3000:]
+    present = [name for name in REPORT_FILES if (out / name).exists()]
+    assert len(present) < len(REPORT_FILES)  # it was killed before the end
+    for name in present:
+        assert _complete(out / name), f'{name} is partial ({(out / name).stat().st_size} bytes)'
+    if limit == 12000:
+        assert present == ['metrics.json', 'predictions.csv']
+
+
+def test_report_never_replaces_a_file_that_appears_while_rendering(tmp_path, monkeypatch):
+    """Existing files stop the report up front; one created by someone else after that check
+    (while the figures render) is not replaced either."""
+    from test_medical_metrics import random_predictions, run_metric
+
+    from hifuse_mm.evaluation import report
+    labels, scores = random_predictions(20, 3, 0)
+    metrics, metric = run_metric(labels, scores, classes=['x', 'y', 'z'])
+    out = tmp_path / 'run'
+    render = report.roc_figure
+
+    def roc_figure(*args):
+        (out / 'roc.png').write_bytes(b'mine')
+        return render(*args)
+
+    monkeypatch.setattr(report, 'roc_figure', roc_figure)
+    with pytest.raises(FileExistsError, match='roc.png'):
+        report.write_test_report(metric.last, out, metrics)
+    assert (out / 'roc.png').read_bytes() == b'mine'
+    assert not [p.name for p in out.iterdir() if p.name.startswith('.')]  # no temporaries
+
+
+def test_atomic_write_exclusive_and_failure(tmp_path, monkeypatch):
+    from hifuse_mm.utils import atomic_files
+    target = tmp_path / 'a.json'
+    atomic_files.atomic_write_text(target, '{"a": 1}\n', exclusive=True)
+    with pytest.raises(FileExistsError, match='a.json'):
+        atomic_files.atomic_write_bytes(target, b'other', exclusive=True)
+    assert target.read_text() == '{"a": 1}\n'
+    atomic_files.atomic_write_bytes(target, b'replaced')  # the default replaces
+    assert target.read_bytes() == b'replaced'
+
+    # A full disk while writing: the error propagates, nothing is left under any name.
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(atomic_files.os, 'fsync', no_space)
+    with pytest.raises(OSError, match='No space'):
+        atomic_files.atomic_write_bytes(tmp_path / 'b.png', b'\x89PNG...', exclusive=True)
+    assert sorted(os.listdir(tmp_path)) == ['a.json']
+
+
+def test_metrics_out_is_atomic_and_never_overwritten(tmp_path):
+    """``tools/test.py --out m.json --out-item metrics`` goes through the same writer."""
+    from hifuse_mm.engine.runs import write_metrics_out
+    out = tmp_path / 'm.json'
+    write_metrics_out({'medical/accuracy': 0.5}, str(out))
+    assert json.loads(out.read_text()) == {'medical/accuracy': 0.5}
+    with pytest.raises(FileExistsError):
+        write_metrics_out({'medical/accuracy': 0.9}, str(out))
+    assert json.loads(out.read_text()) == {'medical/accuracy': 0.5}
+    write_metrics_out({'a': 1}, str(tmp_path / 'm.pkl'))
+    assert (tmp_path / 'm.pkl').read_bytes()[:1] == b'\x80'
