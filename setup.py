@@ -58,6 +58,7 @@ setup(
         'onedl': ONEDL,
         'tests': ['pytest', 'import-linter>=2.17'],  # .importlinter; tested with 2.17
         'cam': ['grad-cam>=1.5'],  # 1.5 dropped use_cuda; tested with 1.5.7
+        'audit': ['imagehash>=4.3'],  # split audit; tested with 4.3.2
     },
     classifiers=[
         'Programming Language :: Python :: 3',

@@ -25,6 +25,7 @@ from helpers import DEMO_CONFIG
 
 KEYS = ('accuracy', 'balanced_accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'mcc',
         'kappa', 'auc')
+ALL_KEYS = (*KEYS, 'ece', 'classwise_ece', 'brier', 'nll')  # + calibration (issue 16)
 
 
 def random_predictions(n: int, num_classes: int, seed: int):
@@ -74,7 +75,7 @@ def sklearn_reference(labels, scores, pos_label=1):
 def test_equals_sklearn_on_random_predictions(num_classes, seed):
     labels, scores = random_predictions(500, num_classes, seed)
     metrics, metric = run_metric(labels, scores)
-    assert set(metrics) == {f'medical/{k}' for k in KEYS}
+    assert set(metrics) == {f'medical/{k}' for k in ALL_KEYS}
     assert all(type(v) is float for v in metrics.values())
     reference = sklearn_reference(labels, scores)
     for key in KEYS:
@@ -124,12 +125,16 @@ def test_hand_checked_case():
     for key, value in expected.items():
         assert metrics[f'medical/{key}'] == pytest.approx(value, abs=1e-12), key
     table = metric.last.evaluation.per_class
+    # Brier of class k: mean over samples of (p_k - 1[y = k])^2 with p = .7 / .15 / .15
     assert table['a'] == pytest.approx(dict(precision=0.5, recall=0.5, specificity=0.75, f1=0.5,
-                                            auc=5 / 8, support=2))
+                                            auc=5 / 8, brier=(.09 + .7225 + 3 * .0225 + .49) / 6,
+                                            support=2))
     assert table['b'] == pytest.approx(dict(precision=2 / 3, recall=1.0, specificity=0.75,
-                                            f1=0.8, auc=7 / 8, support=2))
+                                            f1=0.8, auc=7 / 8,
+                                            brier=(3 * .0225 + .49 + 2 * .09) / 6, support=2))
     assert table['c'] == pytest.approx(dict(precision=1.0, recall=0.5, specificity=1.0,
-                                            f1=2 / 3, auc=6 / 8, support=2))
+                                            f1=2 / 3, auc=6 / 8,
+                                            brier=(4 * .0225 + .09 + .7225) / 6, support=2))
     assert metric.last.evaluation.confusion.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
     assert metric.last.images == [f'img_{i}.png' for i in range(6)]
 
@@ -190,7 +195,7 @@ def test_no_samples():
     metric = METRICS.build(dict(type='MedicalMetrics', num_classes=3))
     with pytest.warns(MedicalMetricWarning, match='no samples'):
         metrics = metric.compute_metrics([])
-    assert set(metrics) == set(KEYS) and all(math.isnan(v) for v in metrics.values())
+    assert set(metrics) == set(ALL_KEYS) and all(math.isnan(v) for v in metrics.values())
 
 
 def test_bf16_scores_from_amp():
@@ -301,7 +306,7 @@ def test_report_files(tmp_path):
     assert content['metrics'] == pytest.approx(metrics)
     assert content['classes'] == ['x', 'y', 'z'] and content['num_samples'] == 50
     assert set(content['per_class']['y']) == {'precision', 'recall', 'specificity', 'f1', 'auc',
-                                              'support'}
+                                              'brier', 'support'}
     assert np.array(content['confusion_matrix']).sum() == 50
     assert content['bootstrap']['resamples'] == 50 and content['bootstrap']['seed'] == 1
     assert content['bootstrap']['auc']['low'] <= metrics['medical/auc']

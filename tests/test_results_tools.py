@@ -228,7 +228,8 @@ def test_load_run_kinds(runs):
     newest = load_run(runs / 'hemf')
     assert newest.kind == 'test' and newest.source.parent.name == '20260102_000000'
     assert newest.config_name == 'hemf_isic2018' and newest.num_samples == 60
-    assert set(newest.ci) == {'accuracy', 'f1_macro', 'auc'}
+    assert set(newest.ci) == {'accuracy', 'f1_macro', 'auc',  # + calibration (issue 16)
+                              'ece', 'classwise_ece', 'brier', 'nll'}
     assert newest.ci_confidence == 0.95 and newest.ci_resamples == 200
     low, high = newest.ci['accuracy']
     assert low <= newest.metrics['accuracy'] <= high

@@ -3,7 +3,7 @@
 
     python tools/infer.py CONFIG CHECKPOINT INPUT --out predictions.csv [--batch-size N] [--tta]
                           [--device cpu|cuda] [--precision fp32|bf16|fp16] [--compile]
-                          [--cfg-options KEY=VALUE ...] [--force]
+                          [--temperature T] [--cfg-options KEY=VALUE ...] [--force]
 
 INPUT is an image or a folder (searched recursively for .jpg/.jpeg/.png/.bmp/.tif/... files).
 The CSV (UTF-8) has one row per image file, in sorted order: ``path``, ``pred_label``,
@@ -16,14 +16,17 @@ read are also listed on stderr; the exit code is non-zero only when no image cou
 classified (nothing is written then), on a usage error or when the CSV cannot be written.
 ``--out`` is checked before the model loads (a file name in a writable folder; an existing file
 only with ``--force``) and written atomically: a complete CSV or none, never a partial one.
-``--precision fp16`` on a CPU warns that it is emulated and slow (use bf16). The same from Python:
-``hifuse_mm.apis.Classifier(config, ckpt).predict(...)``.
+``--temperature T`` divides the logits by T before the softmax (temperature scaling, e.g. the
+temperature fitted on the validation split; default 1: unchanged probabilities; the predicted
+class never changes). ``--precision fp16`` on a CPU warns that it is emulated and slow (use
+bf16). The same from Python: ``hifuse_mm.apis.Classifier(config, ckpt).predict(...)``.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import io
+import math
 import os
 import sys
 import time
@@ -71,6 +74,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         'emulated and much slower than fp32 (a warning says so)')
     parser.add_argument('--compile', action='store_true',
                         help='torch.compile the model (falls back to eager with a warning)')
+    parser.add_argument('--temperature', type=float, default=1.0,
+                        help='temperature scaling: probabilities = softmax(logits / T), T > 0 '
+                        '(e.g. fitted on the validation split; default 1 = unchanged)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. '
                         'test_dataloader.dataset.pipeline.1.scale=128')
@@ -78,6 +84,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error('--batch-size must be >= 1')
+    if not (math.isfinite(args.temperature) and args.temperature > 0):
+        parser.error(f'--temperature must be a finite number > 0, got {args.temperature}')
     return args
 
 
@@ -154,7 +162,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         classifier = Classifier(args.config, args.checkpoint, device=args.device,
                                 trust_checkpoint=args.trust_checkpoint,
                                 cfg_options=args.cfg_options, tta=args.tta,
-                                precision=args.precision, compile=args.compile)
+                                precision=args.precision, compile=args.compile,
+                                temperature=args.temperature)
     except ModelLoadError as err:
         print(f'error: {err}', file=sys.stderr)
         return EXIT_USAGE

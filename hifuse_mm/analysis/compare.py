@@ -1,8 +1,10 @@
 """Compare two runs tested on the same images (``tools/analysis_tools/compare_runs.py``).
 
 Accuracy: McNemar's exact test (p-value) and the paired-bootstrap interval of the accuracy
-difference. Macro F1 and AUC: paired-bootstrap interval and p-value of the difference. See
-:mod:`.paired_tests` for the definitions.
+difference. Macro F1 and AUC: paired-bootstrap interval and p-value of the difference (for
+more than two classes the AUC is the one-vs-rest macro mean, so its difference is tested by the
+paired bootstrap only). Two classes: also DeLong's test of the two correlated AUCs (row
+``AUC (DeLong)``). See :mod:`.paired_tests` and :mod:`.delong` for the definitions.
 """
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from scipy.stats import norm
+
+from .delong import DeLongResult, delong_test
 from .paired_tests import (BOOTSTRAP_METRICS, PairedDifference, discordant_counts,
                            mcnemar_exact, paired_bootstrap)
 from .predictions import Predictions, pair_predictions
@@ -31,6 +36,8 @@ class Comparison:
         differences: Metric -> paired bootstrap of ``A - B``.
         pos_label: Positive class of the binary AUC.
         notes: Remarks (rounds left out, ...).
+        delong: DeLong's test of the binary AUCs (two classes; None otherwise or when it is
+            undefined, e.g. fewer than two images of a class).
     """
     name_a: str
     name_b: str
@@ -42,6 +49,7 @@ class Comparison:
     differences: Dict[str, PairedDifference]
     pos_label: int
     notes: List[str] = field(default_factory=list)
+    delong: Optional[DeLongResult] = None
 
     def p_value(self, metric: str) -> float:
         """The reported test's p-value: McNemar for accuracy, the bootstrap otherwise."""
@@ -56,6 +64,12 @@ class Comparison:
                          only_b_correct=self.only_b_correct, p_value=self.mcnemar_p,
                          test='exact two-sided binomial test of b vs b + c at 1/2'),
             paired_bootstrap={k: v.to_dict() for k, v in self.differences.items()},
+            delong=None if self.delong is None else dict(
+                self.delong.to_dict(),
+                test="DeLong's test of two correlated ROC AUCs (normal approximation)"),
+            auc_test=("DeLong's test and paired bootstrap" if self.delong is not None else
+                      'paired bootstrap' + (' of the one-vs-rest macro AUC'
+                                            if len(self.classes) > 2 else '')),
             notes=self.notes)
 
 
@@ -75,10 +89,17 @@ def compare_predictions(a: Predictions, b: Predictions, name_a: str = 'A', name_
         if left_out:
             notes.append(f'{METRIC_NAMES[item.metric]}: {left_out} of {item.resamples} '
                          'bootstrap rounds left out (undefined: the resample held one class)')
+    delong = None
+    if len(a.classes) == 2:
+        try:
+            delong = delong_test(a.labels == pos_label, a.scores[:, pos_label],
+                                 b.scores[:, pos_label], confidence=confidence)
+        except ValueError as err:
+            notes.append(f"DeLong's test not run: {err}")
     if len(a) < 30:
         notes.append(f'only {len(a)} test images: the tests have little power')
     return Comparison(name_a, name_b, len(a), list(a.classes), only_a, only_b,
-                      mcnemar_exact(only_a, only_b), differences, pos_label, notes)
+                      mcnemar_exact(only_a, only_b), differences, pos_label, notes, delong)
 
 
 def _fmt(value: Optional[float], digits: int = 4, sign: bool = False) -> str:
@@ -111,6 +132,13 @@ def comparison_markdown(result: Comparison) -> str:
         lines.append(f'| {METRIC_NAMES[metric]} | {_fmt(item.a)} | {_fmt(item.b)} | '
                      f'{_fmt(item.difference, sign=True)} | {interval} | '
                      f'{_fmt_p(result.p_value(metric))} | {test} |')
+    if result.delong is not None:
+        d = result.delong
+        lines.append(f'| AUC (DeLong) | {_fmt(d.auc_a)} | {_fmt(d.auc_b)} | '
+                     f'{_fmt(d.difference, sign=True)} | '
+                     f'[{_fmt(d.low, sign=True)}, {_fmt(d.high, sign=True)}] | '
+                     f'{_fmt_p(d.p_value)} | DeLong (z = {_fmt(d.z, 2)}, '
+                     f'{d.num_positive} positive / {d.num_negative} negative) |')
     resamples, seed = any_item.resamples, any_item.seed
     lines += [
         '',
@@ -119,8 +147,14 @@ def comparison_markdown(result: Comparison) -> str:
         'Bootstrap p-value: (1 + #{|d* - d| >= |d|}) / (1 + rounds), the resampled '
         'differences d* shifted to the null hypothesis A - B = 0.'
         + (f' Binary AUC of class {result.classes[result.pos_label]!r}.'
-           if len(result.classes) == 2 else ''),
+           if len(result.classes) == 2 else
+           ' AUC: one-vs-rest macro mean over the classes; its difference is tested by the '
+           "paired bootstrap (DeLong's test applies to two classes)."),
     ]
+    if result.delong is not None:
+        lines.append("AUC (DeLong): DeLong's test of the two correlated ROC AUCs (DeLong et al., "
+                     '1988); z = (A − B) / se, the interval is the normal approximation A − B ± '
+                     f'{_fmt(float(norm.ppf((1 + result.delong.confidence) / 2)), 2)} se.')
     lines += [f'Note: {note}' for note in result.notes]
     lines.append('')
     return '\n'.join(lines)

@@ -10,6 +10,7 @@ Example::
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
@@ -63,12 +64,22 @@ class Classifier:
             warning when compiling fails (:func:`hifuse_mm.utils.speed.maybe_compile`).
         trust_checkpoint: Allow full unpickling of a checkpoint that does not load
             weights-only; it can run code, so only for files you trust (SECURITY.md).
+        temperature: Temperature scaling: probabilities are ``softmax(logits / temperature)``
+            (each view's before the TTA average); a finite number > 0, e.g. the one
+            :func:`hifuse_mm.evaluation.temperature.fit_temperature` fitted on the validation
+            split. The default 1 leaves the probabilities unchanged; any value keeps the
+            predicted class. :meth:`logits` are never scaled.
     """
 
     def __init__(self, config: ConfigLike, checkpoint: PathLike,
                  device: Optional[Union[str, torch.device]] = None, tta: bool = False,
                  cfg_options: Optional[dict] = None, precision: str = 'fp32',
-                 compile: bool = False, trust_checkpoint: bool = False) -> None:
+                 compile: bool = False, trust_checkpoint: bool = False,
+                 temperature: float = 1.0) -> None:
+        temperature = float(temperature)
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f'temperature must be a finite number > 0, got {temperature}')
+        self.temperature = temperature
         self.loaded: LoadedModel = load_model(config, checkpoint, device, cfg_options,
                                               trust_checkpoint=trust_checkpoint)
         self.preprocessor = ImagePreprocessor(self.loaded.cfg,
@@ -116,12 +127,17 @@ class Classifier:
         with autocast_context(inputs.device, self.precision):
             return self._forward(inputs).float()
 
+    def _scaled(self, logits: torch.Tensor) -> torch.Tensor:
+        """fp32 ``logits / temperature`` (unchanged at temperature 1)."""
+        logits = logits.float()
+        return logits if self.temperature == 1.0 else logits / self.temperature
+
     @torch.no_grad()
     def probabilities(self, inputs: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``[B, num_classes]`` for a normalised batch (TTA if enabled)."""
-        probs = self.logits(inputs).float().softmax(dim=1)
+        probs = self._scaled(self.logits(inputs)).softmax(dim=1)
         if self.tta:
-            mirrored = self.logits(inputs.flip(-1)).float().softmax(dim=1)
+            mirrored = self._scaled(self.logits(inputs.flip(-1))).softmax(dim=1)
             probs = (probs + mirrored) / 2
         return probs
 

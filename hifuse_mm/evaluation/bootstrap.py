@@ -1,4 +1,5 @@
-"""Bootstrap resampling: the shared core, and confidence intervals of accuracy, macro F1 and AUC.
+"""Bootstrap resampling: the shared core, and confidence intervals of accuracy, macro F1, AUC
+and the calibration metrics (ECE, class-wise ECE, Brier, NLL).
 
 The core (also behind :func:`hifuse_mm.analysis.paired_bootstrap`): each of ``resamples``
 rounds draws ``n`` test samples with replacement, row ``r`` being
@@ -10,7 +11,9 @@ are chunked never changes the result), and an interval is the ``(1 - confidence)
 
 :func:`bootstrap_intervals` recomputes each metric on every resample with the same definitions
 as the summary (:mod:`hifuse_mm.evaluation.functional`). A resample whose AUC is undefined (it
-drew a single class) is left out of the AUC interval; how many were used is reported.
+drew a single class) is left out of the AUC interval; how many were used is reported. The
+calibration metrics (:mod:`hifuse_mm.evaluation.calibration`) are computed on the same resamples
+(the same rows of the generator, so adding them changed no other interval).
 """
 from __future__ import annotations
 
@@ -19,9 +22,10 @@ from typing import Dict, Iterator, Tuple
 
 import numpy as np
 
+from .calibration import CALIBRATION_KEYS, DEFAULT_ECE_BINS, calibration_metrics
 from .functional import auc_score, macro_f1
 
-BOOTSTRAP_KEYS = ('accuracy', 'f1_macro', 'auc')
+BOOTSTRAP_KEYS = ('accuracy', 'f1_macro', 'auc', *CALIBRATION_KEYS)
 
 
 def check_bootstrap_args(resamples: int, confidence: float) -> None:
@@ -58,8 +62,9 @@ def percentile_interval(values: np.ndarray, confidence: float) -> Tuple[float, f
 
 def bootstrap_intervals(labels: np.ndarray, preds: np.ndarray, scores: np.ndarray,
                         resamples: int, seed: int = 0, confidence: float = 0.95,
-                        pos_label: int = 1) -> Dict[str, object]:
-    """Percentile bootstrap intervals of :data:`BOOTSTRAP_KEYS`.
+                        pos_label: int = 1,
+                        ece_bins: int = DEFAULT_ECE_BINS) -> Dict[str, object]:
+    """Percentile bootstrap intervals of :data:`BOOTSTRAP_KEYS` (``ece_bins``: the ECEs' bins).
 
     Returns:
         ``{'resamples', 'seed', 'confidence', <key>: {'low', 'high', 'valid_resamples'}}``
@@ -74,6 +79,9 @@ def bootstrap_intervals(labels: np.ndarray, preds: np.ndarray, scores: np.ndarra
             values['accuracy'].append(float(np.mean(y == p)) if n else math.nan)
             values['f1_macro'].append(macro_f1(y, p) if n else math.nan)
             values['auc'].append(auc_score(y, s, pos_label) if n else math.nan)
+            calibration = calibration_metrics(y, s, ece_bins)
+            for key in CALIBRATION_KEYS:
+                values[key].append(calibration[key])
     result: Dict[str, object] = dict(resamples=resamples, seed=seed, confidence=confidence)
     for key, samples in values.items():
         low, high, valid = percentile_interval(np.array(samples), confidence)

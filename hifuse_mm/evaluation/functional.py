@@ -16,12 +16,18 @@ Definitions (``n`` samples, ``C`` classes; scores are the model's softmax probab
                                   classes with both positives and negatives in the labels
                                   (equal to sklearn's ``multi_class='ovr'`` macro AUC when every
                                   class is present); NaN when no class qualifies
+``ece``, ``classwise_ece``        top-label and class-wise expected calibration error
+                                  (``ece_bins`` equal-width confidence bins, default 15)
+``brier``, ``nll``                multi-class Brier score and negative log-likelihood of the
+                                  probabilities (definitions in
+                                  :mod:`hifuse_mm.evaluation.calibration`)
 ================================  ===============================================================
 
 The per-class table has precision, recall (= sensitivity), specificity (TN / (TN + FP)), F1,
-one-vs-rest AUC and support for every class. Where a ratio is 0/0 (precision of a class never
-predicted, recall of a class absent from the labels, specificity when every sample is of that
-class, AUC without positives or negatives) the table holds NaN; the macro averages above count
+one-vs-rest AUC, Brier score (``mean_i (p_ik - 1[y_i = k])^2``) and support for every class.
+Where a ratio is 0/0 (precision of a class never predicted, recall of a class absent from the
+labels, specificity when every sample is of that class, AUC without positives or negatives) the
+table holds NaN; the macro averages above count
 such a 0/0 as 0 over the classes in labels or predictions, scikit-learn's convention (and the
 one behind the papers' ``classification_report`` numbers). Degenerate inputs never raise:
 they give these defined values plus a message in :attr:`Evaluation.warnings`.
@@ -38,9 +44,11 @@ from sklearn.metrics import (accuracy_score, balanced_accuracy_score, cohen_kapp
                              confusion_matrix, f1_score, matthews_corrcoef,
                              precision_recall_fscore_support, roc_auc_score)
 
+from .calibration import CALIBRATION_KEYS, DEFAULT_ECE_BINS, calibration_metrics, class_brier
+
 SUMMARY_KEYS = ('accuracy', 'balanced_accuracy', 'precision_macro', 'recall_macro', 'f1_macro',
-                'mcc', 'kappa', 'auc')
-PER_CLASS_KEYS = ('precision', 'recall', 'specificity', 'f1', 'auc', 'support')
+                'mcc', 'kappa', 'auc', *CALIBRATION_KEYS)
+PER_CLASS_KEYS = ('precision', 'recall', 'specificity', 'f1', 'auc', 'brier', 'support')
 
 
 @dataclass
@@ -111,7 +119,8 @@ def evaluate_predictions(labels: Sequence[int],
                          scores: np.ndarray,
                          preds: Optional[Sequence[int]] = None,
                          classes: Optional[Sequence[str]] = None,
-                         pos_label: int = 1) -> Evaluation:
+                         pos_label: int = 1,
+                         ece_bins: int = DEFAULT_ECE_BINS) -> Evaluation:
     """Compute the summary metrics, the per-class table and the confusion matrix.
 
     Args:
@@ -120,6 +129,7 @@ def evaluate_predictions(labels: Sequence[int],
         preds: Predicted classes, ``[n]``; default ``argmax(scores)``.
         classes: Class names (default ``'0'``, ``'1'``, ...).
         pos_label: Positive class of the binary AUC (two classes only).
+        ece_bins: Number of equal-width confidence bins of the two ECEs.
     """
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
@@ -152,6 +162,7 @@ def evaluate_predictions(labels: Sequence[int],
     with np.errstate(invalid='ignore', divide='ignore'):
         specificity = np.where(tn + fp > 0, tn / np.maximum(tn + fp, 1), np.nan)
     aucs = class_auc(labels, scores)
+    briers = class_brier(labels, scores)
     per_class = {}
     for k, name in enumerate(names):
         per_class[name] = dict(
@@ -160,6 +171,7 @@ def evaluate_predictions(labels: Sequence[int],
             specificity=float(specificity[k]),
             f1=float(f1[k]) if occurs[k] else math.nan,
             auc=float(aucs[k]),
+            brier=float(briers[k]),
             support=int(support[k]))
 
     summary = dict(
@@ -168,6 +180,7 @@ def evaluate_predictions(labels: Sequence[int],
         mcc=float(_quiet(matthews_corrcoef, labels, preds)),
         kappa=float(_quiet(cohen_kappa_score, labels, preds)),
         auc=auc_score(labels, scores, pos_label),
+        **calibration_metrics(labels, scores, ece_bins),
     )
     p, r, f, _ = _quiet(precision_recall_fscore_support, labels, preds, average='macro',
                         zero_division=0.0)

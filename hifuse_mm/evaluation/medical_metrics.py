@@ -4,12 +4,16 @@
 
     val_evaluator = dict(type='MedicalMetrics')            # prefix 'medical'
     val_evaluator = dict(type='MedicalMetrics', pos_label=0)  # binary AUC of class 0
+    val_evaluator = dict(type='MedicalMetrics', ece_bins=10)  # 10 calibration bins
 
 Returns plain floats ``medical/accuracy``, ``medical/balanced_accuracy``,
 ``medical/precision_macro``, ``medical/recall_macro``, ``medical/f1_macro``, ``medical/mcc``,
 ``medical/kappa`` and ``medical/auc`` (fractions in [0, 1]; definitions in
-:mod:`hifuse_mm.evaluation.functional`), so ``CheckpointHook(save_best='medical/f1_macro',
-rule='greater')`` and the loggers take them as they are.
+:mod:`hifuse_mm.evaluation.functional`), and the calibration metrics ``medical/ece``,
+``medical/classwise_ece``, ``medical/brier`` and ``medical/nll`` (lower is better;
+definitions in :mod:`hifuse_mm.evaluation.calibration`), so
+``CheckpointHook(save_best='medical/f1_macro', rule='greater')`` and the loggers take them as
+they are.
 
 The per-class table, the confusion matrix and the predictions themselves are not metric
 values; after an evaluation they are on the metric object, rank 0 only, as
@@ -34,6 +38,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from mmpretrain.registry import METRICS
 
+from .calibration import DEFAULT_ECE_BINS
 from .functional import PER_CLASS_KEYS, Evaluation, evaluate_predictions
 
 
@@ -51,12 +56,14 @@ class LastEvaluation:
         preds: ``[n]`` predicted classes.
         scores: ``[n, C]`` class probabilities (float64).
         images: ``[n]`` image paths (``''`` when the samples carry none).
+        ece_bins: Confidence bins of the ECEs and the reliability diagram.
     """
     evaluation: Evaluation
     labels: np.ndarray
     preds: np.ndarray
     scores: np.ndarray
     images: List[str]
+    ece_bins: int = DEFAULT_ECE_BINS
 
 
 def _to_int(value: Any) -> int:
@@ -79,13 +86,16 @@ def format_per_class(evaluation: Evaluation) -> str:
 
 @METRICS.register_module()
 class MedicalMetrics(BaseMetric):
-    """Accuracy, balanced accuracy, macro P/R/F1, MCC, kappa and AUC, with a per-class table.
+    """Accuracy, balanced accuracy, macro P/R/F1, MCC, kappa, AUC and the calibration metrics
+    (ECE, class-wise ECE, Brier, NLL), with a per-class table.
 
     Args:
         num_classes: Expected number of classes (checked against the score width);
             default: the width of ``pred_score``.
         pos_label: Positive class for the binary AUC (default 1).
         log_per_class: Write the per-class table to the log at every evaluation.
+        ece_bins: Equal-width confidence bins of the ECEs and the reliability diagram
+            (default 15).
         collect_device: ``'cpu'`` or ``'gpu'``, how ranks exchange results.
         prefix: Key prefix (default ``'medical'``).
     """
@@ -96,12 +106,17 @@ class MedicalMetrics(BaseMetric):
                  num_classes: Optional[int] = None,
                  pos_label: int = 1,
                  log_per_class: bool = True,
+                 ece_bins: int = DEFAULT_ECE_BINS,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.num_classes = num_classes
         self.pos_label = pos_label
         self.log_per_class = log_per_class
+        if isinstance(ece_bins, bool) or not isinstance(ece_bins, int) or ece_bins < 1:
+            raise ValueError(f'MedicalMetrics(ece_bins=...) must be a positive integer, got '
+                             f'{ece_bins!r}')
+        self.ece_bins = ece_bins
         self.last: Optional[LastEvaluation] = None
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
@@ -137,11 +152,12 @@ class MedicalMetrics(BaseMetric):
             classes = None
         labels = np.array([r['label'] for r in results], np.int64)
         preds = np.array([r['pred'] for r in results], np.int64)
-        evaluation = evaluate_predictions(labels, scores, preds, classes, self.pos_label)
+        evaluation = evaluate_predictions(labels, scores, preds, classes, self.pos_label,
+                                          self.ece_bins)
         for message in evaluation.warnings:
             warnings.warn(f'MedicalMetrics: {message}', MedicalMetricWarning, stacklevel=2)
         self.last = LastEvaluation(evaluation, labels, preds, scores,
-                                   [r['image'] for r in results])
+                                   [r['image'] for r in results], self.ece_bins)
         if self.log_per_class and len(results):
             print_log('Per-class results (NaN = undefined):\n' + format_per_class(evaluation),
                       logger='current', level=logging.INFO)

@@ -1,4 +1,5 @@
-"""Report figures: the confusion matrix (counts and row-normalised) and per-class ROC curves.
+"""Report figures: the confusion matrix (counts and row-normalised), per-class ROC curves and
+the reliability diagram (with the sample count of every confidence bin).
 
 Matplotlib's object-oriented API with the Agg canvas: no pyplot state, no GUI backend, no
 change to the process-wide backend. A figure is rendered into memory first and then written
@@ -17,6 +18,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
 from ..utils.atomic_files import atomic_write_bytes
+from .calibration import ReliabilityBins
 
 
 def figure_png(fig: Figure) -> bytes:
@@ -78,6 +80,39 @@ def roc_figure(labels: np.ndarray, scores: np.ndarray, classes: Sequence[str],
     return fig
 
 
+def reliability_figure(bins: ReliabilityBins) -> Figure:
+    """Top: accuracy of the top-label prediction per confidence bin (bars) against the
+    diagonal of perfect calibration, the gap to each bin's mean confidence shaded, the ECE in
+    the title. Bottom: samples per bin, each count written over its bar."""
+    fig = Figure(figsize=(6.5, 7.5))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw=dict(height_ratios=(3, 1.3)))
+    lefts, width = bins.edges[:-1], np.diff(bins.edges)
+    filled = bins.count > 0
+    top.plot([0, 1], [0, 1], linestyle='--', color='grey', linewidth=1,
+             label='perfect calibration')
+    top.bar(lefts[filled], bins.accuracy[filled], width=width[filled], align='edge',
+            color='tab:blue', edgecolor='black', linewidth=0.5, label='accuracy')
+    gap_low = np.minimum(bins.accuracy, bins.confidence)[filled]
+    gap = np.abs(bins.accuracy - bins.confidence)[filled]
+    top.bar(lefts[filled], gap, bottom=gap_low, width=width[filled], align='edge',
+            color='tab:red', alpha=0.3, edgecolor='tab:red', linewidth=0.5,
+            label='gap to mean confidence')
+    ece = 'undefined' if not np.isfinite(bins.ece) else f'{bins.ece:.4f}'
+    top.set(xlim=(0, 1), ylim=(0, 1.02), ylabel='accuracy',
+            title=f'Reliability diagram ({len(width)} bins, ECE = {ece})')
+    top.legend(loc='upper left', fontsize=8)
+    bottom.bar(lefts, bins.count, width=width, align='edge', color='tab:grey',
+               edgecolor='black', linewidth=0.5)
+    for left, w, count in zip(lefts, width, bins.count):
+        if count:
+            bottom.text(left + w / 2, count, str(int(count)), ha='center', va='bottom',
+                        fontsize=7)
+    bottom.set(xlim=(0, 1), ylim=(0, max(1, int(bins.count.max(initial=0))) * 1.25),
+               xlabel='confidence (top-label probability)', ylabel='samples')
+    fig.tight_layout()
+    return fig
+
+
 def plot_confusion_matrix(confusion: np.ndarray, classes: Sequence[str], path: Path) -> None:
     """:func:`confusion_matrix_figure` written to ``path`` (atomically, never over a file)."""
     _save(confusion_matrix_figure(confusion, classes), path)
@@ -87,3 +122,8 @@ def plot_roc(labels: np.ndarray, scores: np.ndarray, classes: Sequence[str],
              aucs: Sequence[float], path: Path) -> None:
     """:func:`roc_figure` written to ``path`` (atomically, never over a file)."""
     _save(roc_figure(labels, scores, classes, aucs), path)
+
+
+def plot_reliability(bins: ReliabilityBins, path: Path) -> None:
+    """:func:`reliability_figure` written to ``path`` (atomically, never over a file)."""
+    _save(reliability_figure(bins), path)

@@ -1,10 +1,12 @@
-"""The test report ``tools/test.py`` writes: metrics.json, predictions.csv and two figures.
+"""The test report ``tools/test.py`` writes: metrics.json, predictions.csv and three figures
+(confusion_matrix.png, roc.png, reliability.png).
 
 ``metrics.json``::
 
     {"metrics": {"medical/accuracy": ..., ...},    every value the test evaluators returned
      "classes": [...], "num_samples": n,
-     "per_class": {"MEL": {"precision", "recall", "specificity", "f1", "auc", "support"}, ...},
+     "per_class": {"MEL": {"precision", "recall", "specificity", "f1", "auc", "brier",
+                           "support"}, ...},
      "confusion_matrix": [[...]],                  rows = true class, columns = predicted
      "bootstrap": {...},                           only with --bootstrap N
      "warnings": [...], "config": ..., "checkpoint": ...}
@@ -16,10 +18,11 @@ name that is not UTF-8 as ``\\xNN``; class names; probabilities with 6 decimals)
 is ever overwritten: an existing one stops the report
 before anything is written.
 
-The files are written atomically (:mod:`hifuse_mm.utils.atomic_files`): all four are rendered
+The files are written atomically (:mod:`hifuse_mm.utils.atomic_files`): all five are rendered
 in memory first, then each is written to a temporary file and linked under its name only when
-complete. A kill or a full disk while writing leaves complete files or none under the report's
-names, never a 0-byte or partial ``metrics.json`` or PNG.
+complete (in the order of :data:`REPORT_FILES`). A kill or a full disk while writing leaves
+complete files or none under the report's names, never a 0-byte or partial ``metrics.json`` or
+PNG.
 """
 from __future__ import annotations
 
@@ -34,10 +37,12 @@ from typing import Any, Dict, Mapping, Optional
 from ..utils.atomic_files import atomic_write_bytes
 from ..utils.file_names import printable_name
 from .bootstrap import bootstrap_intervals
+from .calibration import reliability_bins
 from .medical_metrics import LastEvaluation
-from .plots import confusion_matrix_figure, figure_png, roc_figure
+from .plots import confusion_matrix_figure, figure_png, reliability_figure, roc_figure
 
-REPORT_FILES = ('metrics.json', 'predictions.csv', 'confusion_matrix.png', 'roc.png')
+REPORT_FILES = ('metrics.json', 'predictions.csv', 'confusion_matrix.png', 'roc.png',
+                'reliability.png')
 
 
 def nan_to_none(value: Any) -> Any:
@@ -70,7 +75,8 @@ def write_test_report(last: LastEvaluation, out_dir: Path, metrics: Mapping[str,
                       bootstrap: int = 0, bootstrap_seed: int = 0, pos_label: int = 1,
                       extra: Optional[Dict[str, Any]] = None,
                       data_root: Optional[str] = None) -> Dict[str, Path]:
-    """Write the four report files into ``out_dir``; returns ``{file name: path}``.
+    """Write the report files (:data:`REPORT_FILES`) into ``out_dir``; returns
+    ``{file name: path}``.
 
     Args:
         last: :attr:`MedicalMetrics.last` after the test.
@@ -101,7 +107,8 @@ def write_test_report(last: LastEvaluation, out_dir: Path, metrics: Mapping[str,
     if bootstrap:
         content['bootstrap'] = bootstrap_intervals(last.labels, last.preds, last.scores,
                                                    bootstrap, bootstrap_seed,
-                                                   pos_label=pos_label)
+                                                   pos_label=pos_label,
+                                                   ece_bins=last.ece_bins)
     content['warnings'] = evaluation.warnings
     content.update(extra or {})
     rendered = {'metrics.json': (json.dumps(nan_to_none(content), indent=2) + '\n').encode()}
@@ -119,6 +126,8 @@ def write_test_report(last: LastEvaluation, out_dir: Path, metrics: Mapping[str,
     aucs = [evaluation.per_class[c]['auc'] for c in evaluation.classes]
     rendered['roc.png'] = figure_png(roc_figure(last.labels, last.scores, evaluation.classes,
                                                 aucs))
+    rendered['reliability.png'] = figure_png(reliability_figure(
+        reliability_bins(last.labels, last.scores, last.ece_bins)))
     for name in REPORT_FILES:
         atomic_write_bytes(paths[name], rendered[name], exclusive=True)
     return paths

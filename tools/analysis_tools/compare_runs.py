@@ -6,10 +6,12 @@
 
 RUN_A / RUN_B: a tools/test.py report folder (or its predictions.csv), a test work dir (newest
 report) or a tools/kfold.py work dir (all folds' predictions together). Accuracy: McNemar's
-exact test; macro F1 and AUC: paired bootstrap. Every metric gets A, B, A - B and the
-percentile bootstrap interval of A - B. Runs whose test images (or labels) differ are refused.
-Prints a Markdown table; --out FILE.json (or .md) also saves it (kept unless --force). See
-hifuse_mm/analysis/paired_tests.py for the definitions.
+exact test; macro F1 and AUC: paired bootstrap (more than two classes: of the one-vs-rest macro
+AUC). Every metric gets A, B, A - B and the percentile bootstrap interval of A - B. Two classes:
+also DeLong's test of the two correlated ROC AUCs (row "AUC (DeLong)": z, p-value and the
+normal-approximation interval of A - B). Runs whose test images (or labels) differ are
+refused. Prints a Markdown table; --out FILE.json (or .md) also saves it (kept unless --force).
+See hifuse_mm/analysis/paired_tests.py and hifuse_mm/analysis/delong.py for the definitions.
 """
 from __future__ import annotations
 
@@ -28,10 +30,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='paired bootstrap rounds (default 10000)')
     parser.add_argument('--seed', type=int, default=0, help='bootstrap seed (default 0)')
     parser.add_argument('--confidence', type=float, default=0.95,
-                        help='interval level (default 0.95)')
+                        help='interval level of the bootstrap and DeLong intervals '
+                        '(default 0.95)')
     parser.add_argument('--pos-label', type=int, default=1,
-                        help='positive class index of a binary AUC (default 1, as '
-                        'MedicalMetrics)')
+                        help="positive class index of a binary AUC and of DeLong's test "
+                        '(default 1, as MedicalMetrics)')
     parser.add_argument('--names', nargs=2, metavar=('A', 'B'),
                         help='labels of the runs (default: their config names)')
     parser.add_argument('--out', help='also write the result: .json (all numbers) or .md')
