@@ -106,7 +106,8 @@ def test_kfold_end_to_end(kvasir_workspace):
     summary = json.loads((root / 'cv' / 'kfold.json').read_text())
     keys = ['medical/accuracy', 'medical/balanced_accuracy', 'medical/precision_macro',
             'medical/recall_macro', 'medical/f1_macro', 'medical/mcc', 'medical/kappa',
-            'medical/auc']
+            'medical/auc', 'medical/ece', 'medical/classwise_ece', 'medical/brier',
+            'medical/nll']
     assert summary['folds'] == ['fold1', 'fold2']
     for fold in ('fold1', 'fold2'):
         assert list(summary['metrics'][fold]) == keys

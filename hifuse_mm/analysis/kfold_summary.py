@@ -1,5 +1,6 @@
-"""Cross-validation summary: mean and standard deviation of every test metric over the folds,
-and the Markdown table of ``kfold.md`` (``tools/kfold.py``, :mod:`hifuse_mm.cli.kfold`)."""
+"""Summary of repeated runs (cross-validation folds, seeds): mean and standard deviation of every
+test metric over the runs, and the Markdown table of ``kfold.md`` / ``seeds.md``
+(``tools/kfold.py``, ``tools/seeds.py``)."""
 from __future__ import annotations
 
 import math
@@ -21,8 +22,8 @@ def summarise(results: Dict[str, Dict[str, float]]) -> Dict[str, Dict[str, float
 
 
 def markdown_table(results: Dict[str, Dict[str, float]], summary: Dict[str, Dict[str, float]],
-                   title: str) -> str:
-    """Metrics as rows; folds, mean and std as columns (4 decimals)."""
+                   title: str, unit: str = 'folds') -> str:
+    """Metrics as rows; runs (folds or seeds: ``unit``), mean and std as columns (4 decimals)."""
     folds = list(results)
 
     def cell(value: float) -> str:
@@ -35,5 +36,5 @@ def markdown_table(results: Dict[str, Dict[str, float]], summary: Dict[str, Dict
         row = [cell(results[f].get(key, math.nan)) for f in folds]
         row += [cell(summary['mean'][key]), cell(summary['std'][key])]
         lines.append(f'| {key} | ' + ' | '.join(row) + ' |')
-    lines += ['', f'std: sample standard deviation over {len(folds)} folds (ddof = 1).', '']
+    lines += ['', f'std: sample standard deviation over {len(folds)} {unit} (ddof = 1).', '']
     return '\n'.join(lines)

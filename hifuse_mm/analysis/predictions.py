@@ -124,6 +124,9 @@ def run_predictions(run: RunResult) -> Predictions:
     if not run.report_dirs:
         raise RunResultError(f'{run.source}: no fold test report found (expected '
                              '<fold>/test/<timestamp>/predictions.csv)')
+    if run.kind == 'seeds':
+        raise RunResultError(f'{run.source}: a seeds run tests the same images once per seed; '
+                             'compare one seed\'s test report (seed<s>/test/<timestamp>/)')
     if run.kind == 'kfold' and len(run.report_dirs) != len(run.folds):
         raise RunResultError(f'{run.source}: found the test reports of only '
                              f'{len(run.report_dirs)} of the folds {run.folds}')

@@ -99,6 +99,11 @@ class ResultsTable:
             lines.append(f'mean {pm} sd: ' + esc('over the ' + '/'.join(map(str, folds))
                                                   + ' cross-validation folds (sample '
                                                   'standard deviation).'))
+        seeds = sorted({len(r.run.folds) for r in self.rows if r.run.kind == 'seeds'})
+        if seeds:
+            lines.append(f'mean {pm} sd: ' + esc('over ' + '/'.join(map(str, seeds))
+                                                  + ' training seeds on the same test split '
+                                                  '(sample standard deviation).'))
         shapes = sorted({r.input_shape for r in self.rows if r.input_shape})
         if shapes:
             size = (f'{shapes[0][0]}x{shapes[0][1]} input' if len(shapes) == 1 else
@@ -169,8 +174,9 @@ def build_table(runs: Sequence[RunResult], labels: Optional[Sequence[str]] = Non
         notes.append(f'the runs were not tested on the same test set ({detail}); their '
                      'numbers are not directly comparable')
     for r in rows:
-        if r.run.kind == 'kfold' and len(r.run.folds) < 2:
-            notes.append(f'{r.label}: a single fold, no sd')
+        if r.run.kind in ('kfold', 'seeds') and len(r.run.folds) < 2:
+            notes.append(f'{r.label}: a single ' + ('fold' if r.run.kind == 'kfold' else 'seed')
+                         + ', no sd')
     return ResultsTable(rows, title, notes, bold_best)
 
 
@@ -263,7 +269,7 @@ def to_csv(table: ResultsTable) -> str:
     writer.writerow(header)
     for row in table.rows:
         run = row.run
-        values = [row.label, run.kind, len(run.folds) if run.kind == 'kfold' else '',
+        values = [row.label, run.kind, len(run.folds) if run.kind in ('kfold', 'seeds') else '',
                   '' if run.num_samples is None else run.num_samples,
                   'x'.join(map(str, row.input_shape)) if row.input_shape else '',
                   str(run.source)]

@@ -7,6 +7,9 @@ A run may be given as
   ``predictions.csv``, see :mod:`hifuse_mm.evaluation.report`) or its ``metrics.json``;
 * a k-fold work dir (``tools/kfold.py`` writes ``kfold.json`` there, with every fold's test
   report under ``<fold>/test/<timestamp>/``) or its ``kfold.json``;
+* a seeds work dir (``tools/seeds.py`` writes ``seeds.json`` there, with every seed's test
+  report under ``seed<s>/test/<timestamp>/``) or its ``seeds.json``: mean and sd over the seeds,
+  all tested on the same test split;
 * any folder holding exactly one of those below it, e.g. a ``tools/test.py`` work dir. When a
   test was run several times into the same work dir (one ``<timestamp>/`` report each) the
   newest report is used; report folders in different places are ambiguous and refused.
@@ -21,6 +24,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 REPORT_FILE = 'metrics.json'
 KFOLD_FILE = 'kfold.json'
+SEEDS_FILE = 'seeds.json'
+#: Summaries of repeated runs: file name -> RunResult.kind.
+SUMMARY_KINDS = {KFOLD_FILE: 'kfold', SEEDS_FILE: 'seeds'}
 PREDICTIONS_FILE = 'predictions.csv'
 METRIC_PREFIX = 'medical/'
 # Dumped by mmengine into every run's log folder: the full config the run used.
@@ -38,7 +44,8 @@ class RunResult:
     Attributes:
         path: The folder or file the user gave.
         source: The ``metrics.json`` or ``kfold.json`` read.
-        kind: ``'test'`` (one test report) or ``'kfold'`` (mean over folds).
+        kind: ``'test'`` (one test report), ``'kfold'`` (mean over folds) or ``'seeds'``
+            (mean over seeds, same test split).
         metrics: Metric name without the ``medical/`` prefix -> value (fractions; None when
             undefined). For k-fold runs the mean over the folds.
         ci: Metric -> (low, high) bootstrap interval, for test reports made with
@@ -119,14 +126,15 @@ def locate_results(path: Path) -> Path:
     if not path.exists():
         raise RunResultError(f'{path} does not exist')
     if path.is_file():
-        if path.name not in (REPORT_FILE, KFOLD_FILE):
+        if path.name not in (REPORT_FILE, KFOLD_FILE, SEEDS_FILE):
             raise RunResultError(f'{path} is neither a {REPORT_FILE} (tools/test.py) nor a '
-                                 f'{KFOLD_FILE} (tools/kfold.py); pass the run folder')
+                                 f'{KFOLD_FILE} / {SEEDS_FILE} (tools/kfold.py, tools/seeds.py); '
+                                 'pass the run folder')
         return path
-    for name in (KFOLD_FILE, REPORT_FILE):
+    for name in (KFOLD_FILE, SEEDS_FILE, REPORT_FILE):
         if (path / name).is_file():
             return path / name
-    kfolds = sorted(path.rglob(KFOLD_FILE))
+    kfolds = sorted([*path.rglob(KFOLD_FILE), *path.rglob(SEEDS_FILE)])
     # Fold reports belong to their k-fold run; reruns into one test work dir are one run.
     reports = [p for p in sorted(path.rglob(REPORT_FILE))
                if not any(k.parent in p.parents for k in kfolds)]
@@ -217,7 +225,9 @@ def _fold_report_dir(kfold_dir: Path, fold: str, recorded: Any) -> Optional[Path
 
 
 def read_kfold(path: Path, given: Optional[Path] = None) -> RunResult:
-    """Read a ``kfold.json`` written by ``tools/kfold.py`` (mean and sd over the folds)."""
+    """Read a ``kfold.json`` written by ``tools/kfold.py`` (mean and sd over the folds), or a
+    ``seeds.json`` written by ``tools/seeds.py`` (same layout: its runs are listed under
+    ``folds``; mean and sd over the seeds, whose test split is one and the same)."""
     content = _read_json(path)
     for key in ('mean', 'std', 'folds'):
         if key not in content:
@@ -226,7 +236,8 @@ def read_kfold(path: Path, given: Optional[Path] = None) -> RunResult:
     folds = content['folds']
     if not isinstance(folds, list) or not folds:
         raise RunResultError(f'{path}: "folds" must be a non-empty list of fold names')
-    result = RunResult(path=Path(given or path), source=path, kind='kfold',
+    kind = SUMMARY_KINDS.get(path.name, 'kfold')
+    result = RunResult(path=Path(given or path), source=path, kind=kind,
                        metrics=_medical_metrics(content['mean'], f'{path}: mean'),
                        folds=[str(f) for f in folds], complexity=_complexity(content, path))
     if len(folds) > 1:
@@ -244,7 +255,8 @@ def read_kfold(path: Path, given: Optional[Path] = None) -> RunResult:
         result.report_dirs.append(report_dir)
         report = read_test_report(report_dir / REPORT_FILE)
         if report.num_samples is not None and samples is not None:
-            samples += report.num_samples
+            # Folds test disjoint halves (summed); seeds test the same split (counted once).
+            samples = report.num_samples if kind == 'seeds' else samples + report.num_samples
         else:
             samples = None
         classes = classes or report.classes
@@ -261,6 +273,6 @@ def read_kfold(path: Path, given: Optional[Path] = None) -> RunResult:
 def load_run(path: Path) -> RunResult:
     """Results of the run ``path`` stands for (module docstring)."""
     source = locate_results(Path(path))
-    if source.name == KFOLD_FILE:
+    if source.name in SUMMARY_KINDS:
         return read_kfold(source, given=Path(path))
     return read_test_report(source, given=Path(path))

@@ -25,25 +25,19 @@ Existing summary files stop the run before any training (nothing is overwritten)
 from __future__ import annotations
 
 import argparse
-import gc
-import json
-import math
 import re
 from pathlib import Path, PurePosixPath
 from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import Config
-from mmengine.dist import get_rank
 
 from .. import engine
-from ..analysis.kfold_summary import markdown_table, summarise
 from ..engine.run_config import DATALOADER_KEYS
-from ..engine.runs import close_process_group, run_test_with_report, run_train
-from .arguments import LAUNCHERS, test_parser, train_parser
+from ..engine.runs import close_process_group
+from .arguments import LAUNCHERS
 from .checks import check_launcher
 from .errors import clear_errors
-from .test import test_config, test_report
-from .train import train_config
+from .repeated_runs import existing_summaries, train_then_test, write_summary
 
 SUMMARY_FILES = ('kfold.json', 'kfold.md')
 
@@ -93,10 +87,6 @@ def apply_fold(cfg: Config, fold: str) -> None:
                              'meta/fold1/ and meta/fold2/)')
 
 
-def _nan_to_none(values: Dict[str, float]) -> Dict[str, Optional[float]]:
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
-
-
 def _common(args: argparse.Namespace) -> List[str]:
     argv = ['--launcher', args.launcher, '--local-rank', str(args.local_rank)]
     if args.amp:
@@ -109,7 +99,7 @@ def _common(args: argparse.Namespace) -> List[str]:
 def run_kfold(args: argparse.Namespace) -> Dict[str, object]:
     """Train and test each fold; write and return the summary."""
     work_dir = Path(args.work_dir or Path('work_dirs') / f'{Path(args.config).stem}_kfold')
-    existing = [str(work_dir / f) for f in SUMMARY_FILES if (work_dir / f).exists()]
+    existing = existing_summaries(work_dir, SUMMARY_FILES)
     if existing:
         raise SystemExit(f'{", ".join(existing)} exist(s) from an earlier run; choose another '
                          '--work-dir (nothing was overwritten)')
@@ -125,51 +115,16 @@ def run_kfold(args: argparse.Namespace) -> Dict[str, object]:
     results: Dict[str, Dict[str, float]] = {}
     details: Dict[str, Dict[str, Optional[str]]] = {}
     for fold in args.folds:
-        train_args = train_parser().parse_args(
-            [args.config, '--work-dir', str(work_dir / fold), *_common(args), *options])
-        cfg = train_config(train_args)
-        apply_fold(cfg, fold)
-        cfg.experiment_name = f'{stem}_{fold}_train'
-        if cfg.get('val_dataloader') is None:
-            raise SystemExit('k-fold selects the best checkpoint on validation: the config '
-                             'needs val_dataloader / val_evaluator')
-        runner = run_train(cfg)
-        best = runner.message_hub.get_info('best_ckpt')
-        del runner
-        gc.collect()
-        if not best:
-            raise SystemExit(f'{fold}: training saved no best checkpoint (check '
-                             'default_hooks.checkpoint.save_best)')
-
-        test_argv = [args.config, best, '--work-dir', str(work_dir / fold / 'test'),
-                     *_common(args), '--bootstrap', str(args.bootstrap), *options]
-        test_args = test_parser().parse_args(test_argv)
-        cfg = test_config(test_args)
-        apply_fold(cfg, fold)
-        cfg.experiment_name = f'{stem}_{fold}_test'
-        metrics, report_dir = run_test_with_report(cfg, test_report(test_args))
-        gc.collect()
-        results[fold] = {k: float(v) for k, v in metrics.items()
-                         if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        details[fold] = dict(checkpoint=str(best),
-                             report_dir=None if report_dir is None else str(report_dir))
-
-    summary = summarise(results)
-    content = dict(config=args.config, folds=list(args.folds),
-                   metrics={f: _nan_to_none(m) for f, m in results.items()},
-                   mean=_nan_to_none(summary['mean']), std=_nan_to_none(summary['std']),
-                   std_ddof=1, runs=details)
-    if get_rank() == 0:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        with open(work_dir / 'kfold.json', 'x') as stream:
-            json.dump(content, stream, indent=2)
-            stream.write('\n')
-        with open(work_dir / 'kfold.md', 'x') as stream:
-            stream.write(markdown_table(results, summary,
-                                        f'{stem}: {len(args.folds)}-fold test results'))
-        print(markdown_table(results, summary, f'{stem}: {len(args.folds)}-fold test results'))
-        print(f'Wrote {work_dir / "kfold.md"} and {work_dir / "kfold.json"}')
-    return content
+        outcome = train_then_test(args.config, work_dir / fold, f'{stem}_{fold}', _common(args),
+                                  options, args.bootstrap,
+                                  edit=lambda cfg, fold=fold: apply_fold(cfg, fold))
+        results[fold] = outcome.metrics
+        details[fold] = dict(checkpoint=outcome.checkpoint,
+                             report_dir=None if outcome.report_dir is None
+                             else str(outcome.report_dir))
+    return write_summary(work_dir, 'kfold', results, details,
+                         f'{stem}: {len(args.folds)}-fold test results', 'folds',
+                         dict(config=args.config, folds=list(args.folds)))
 
 
 def kfold_main(argv: Optional[Sequence[str]] = None) -> None:
