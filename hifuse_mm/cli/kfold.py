@@ -27,17 +27,17 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path, PurePosixPath
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from mmengine.config import Config
 
 from .. import engine
 from ..engine.run_config import DATALOADER_KEYS
 from ..engine.runs import close_process_group
-from .arguments import LAUNCHERS
 from .checks import check_launcher
 from .errors import clear_errors
-from .repeated_runs import existing_summaries, train_then_test, write_summary
+from .repeated_runs import (add_repeated_run_args, common_flags, existing_summaries,
+                            train_then_test, write_summary)
 
 SUMMARY_FILES = ('kfold.json', 'kfold.md')
 
@@ -48,17 +48,7 @@ def kfold_parser() -> argparse.ArgumentParser:
     parser.add_argument('config', help='config file (its split lists are meta/<split>.txt)')
     parser.add_argument('--folds', nargs='+', default=['fold1', 'fold2'],
                         help='fold folders next to the split lists (default: fold1 fold2)')
-    parser.add_argument('--work-dir', help='output folder (default: '
-                        'work_dirs/<config name>_kfold)')
-    parser.add_argument('--amp', action='store_true', help='mixed precision')
-    parser.add_argument('--skip-bad-images', action='store_true',
-                        help='leave out missing or undecodable images (listed at the end)')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
-                        help='config overrides, passed on to training and testing')
-    parser.add_argument('--bootstrap', type=int, default=0, metavar='N',
-                        help='bootstrap resamples for the test reports\' confidence intervals')
+    add_repeated_run_args(parser, 'kfold')
     return parser
 
 
@@ -87,15 +77,6 @@ def apply_fold(cfg: Config, fold: str) -> None:
                              'meta/fold1/ and meta/fold2/)')
 
 
-def _common(args: argparse.Namespace) -> List[str]:
-    argv = ['--launcher', args.launcher, '--local-rank', str(args.local_rank)]
-    if args.amp:
-        argv.append('--amp')
-    if getattr(args, 'skip_bad_images', False):
-        argv.append('--skip-bad-images')
-    return argv
-
-
 def run_kfold(args: argparse.Namespace) -> Dict[str, object]:
     """Train and test each fold; write and return the summary."""
     work_dir = Path(args.work_dir or Path('work_dirs') / f'{Path(args.config).stem}_kfold')
@@ -115,7 +96,7 @@ def run_kfold(args: argparse.Namespace) -> Dict[str, object]:
     results: Dict[str, Dict[str, float]] = {}
     details: Dict[str, Dict[str, Optional[str]]] = {}
     for fold in args.folds:
-        outcome = train_then_test(args.config, work_dir / fold, f'{stem}_{fold}', _common(args),
+        outcome = train_then_test(args.config, work_dir / fold, f'{stem}_{fold}', common_flags(args),
                                   options, args.bootstrap,
                                   edit=lambda cfg, fold=fold: apply_fold(cfg, fold))
         results[fold] = outcome.metrics

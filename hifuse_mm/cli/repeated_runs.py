@@ -7,6 +7,7 @@ checkpoint (chosen on the validation split) exactly as ``tools/test.py`` does, w
 """
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import math
@@ -19,9 +20,35 @@ from mmengine.dist import get_rank
 
 from ..analysis.kfold_summary import markdown_table, summarise
 from ..engine.runs import run_test_with_report, run_train
-from .arguments import test_parser, train_parser
+from .arguments import LAUNCHERS, test_parser, train_parser
 from .test import test_config, test_report
 from .train import train_config
+
+
+def add_repeated_run_args(parser: argparse.ArgumentParser, suffix: str) -> None:
+    """The options ``tools/kfold.py`` and ``tools/seeds.py`` share (default work dir
+    ``work_dirs/<config name>_<suffix>``)."""
+    parser.add_argument('--work-dir', help='output folder (default: '
+                        f'work_dirs/<config name>_{suffix})')
+    parser.add_argument('--amp', action='store_true', help='mixed precision')
+    parser.add_argument('--skip-bad-images', action='store_true',
+                        help='leave out missing or undecodable images (listed at the end)')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='config overrides, passed on to training and testing')
+    parser.add_argument('--bootstrap', type=int, default=0, metavar='N',
+                        help='bootstrap resamples for the test reports\' confidence intervals')
+
+
+def common_flags(args: argparse.Namespace) -> List[str]:
+    """The flags of :func:`add_repeated_run_args` both steps of a run get."""
+    argv = ['--launcher', args.launcher, '--local-rank', str(args.local_rank)]
+    if args.amp:
+        argv.append('--amp')
+    if getattr(args, 'skip_bad_images', False):
+        argv.append('--skip-bad-images')
+    return argv
 
 
 @dataclass

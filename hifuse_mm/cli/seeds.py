@@ -28,36 +28,27 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from .. import engine
 from ..engine.runs import close_process_group
-from .arguments import LAUNCHERS
 from .checks import check_launcher
 from .errors import clear_errors
-from .repeated_runs import existing_summaries, float_metrics, train_then_test, write_summary
+from .repeated_runs import (add_repeated_run_args, common_flags, existing_summaries,
+                            float_metrics, train_then_test, write_summary)
 
 SUMMARY_FILES = ('seeds.json', 'seeds.md')
 
 
 def seeds_parser() -> argparse.ArgumentParser:
     """Arguments of ``tools/seeds.py``."""
-    parser = argparse.ArgumentParser(description='Train and test a config once per seed')
+    parser = argparse.ArgumentParser(description='Train and test a config once per seed '
+                                     '(a randomness.seed in --cfg-options is replaced by each '
+                                     'seed)')
     parser.add_argument('config', help='config file')
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2],
                         help='random seeds (randomness.seed), default: 0 1 2')
-    parser.add_argument('--work-dir', help='output folder (default: '
-                        'work_dirs/<config name>_seeds)')
-    parser.add_argument('--amp', action='store_true', help='mixed precision')
-    parser.add_argument('--skip-bad-images', action='store_true',
-                        help='leave out missing or undecodable images (listed at the end)')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
-                        help='config overrides, passed on to training and testing (a '
-                        'randomness.seed here is replaced by each seed)')
-    parser.add_argument('--bootstrap', type=int, default=0, metavar='N',
-                        help='bootstrap resamples for the test reports\' confidence intervals')
+    add_repeated_run_args(parser, 'seeds')
     return parser
 
 
@@ -84,15 +75,6 @@ def _reported(report: Path) -> Dict[str, object]:
     return dict(metrics=metrics, checkpoint=content.get('checkpoint'))
 
 
-def _common(args: argparse.Namespace) -> List[str]:
-    argv = ['--launcher', args.launcher, '--local-rank', str(args.local_rank)]
-    if args.amp:
-        argv.append('--amp')
-    if args.skip_bad_images:
-        argv.append('--skip-bad-images')
-    return argv
-
-
 def run_seeds(args: argparse.Namespace) -> Dict[str, object]:
     """Train and test the config once per seed (skipping tested seeds); write the summary."""
     work_dir = Path(args.work_dir or Path('work_dirs') / f'{Path(args.config).stem}_seeds')
@@ -117,7 +99,7 @@ def run_seeds(args: argparse.Namespace) -> Dict[str, object]:
                                  report_dir=str(report.parent))
             continue
         options = ['--cfg-options', *own, f'randomness.seed={seed}']
-        outcome = train_then_test(args.config, run_dir, f'{stem}_{name}', _common(args), options,
+        outcome = train_then_test(args.config, run_dir, f'{stem}_{name}', common_flags(args), options,
                                   args.bootstrap)
         results[name] = outcome.metrics
         details[name] = dict(checkpoint=outcome.checkpoint,
