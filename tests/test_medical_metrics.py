@@ -350,7 +350,8 @@ def test_test_tool_config_wiring(tmp_path):
     cfg = make(config, '--bootstrap', '5', '--bootstrap-seed', '3')
     assert [e['type'] for e in cfg.test_evaluator] == ['MedicalMetrics']
     assert report(config, '--bootstrap', '5', '--bootstrap-seed', '3') == dict(
-        enable=True, bootstrap=5, bootstrap_seed=3, config=config, checkpoint='ckpt.pth')
+        enable=True, bootstrap=5, bootstrap_seed=3, config=config, checkpoint='ckpt.pth',
+        calibrate=None, threshold=None, target_specificity=None)
     assert report(config, '--no-report')['enable'] is False
     # A config evaluating with something else still gets MedicalMetrics for the report.
     child = tmp_path / 'child.py'

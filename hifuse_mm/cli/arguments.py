@@ -105,6 +105,15 @@ def test_parser() -> argparse.ArgumentParser:
                         help='seed of the bootstrap resampling (default 0)')
     parser.add_argument('--no-report', action='store_true',
                         help='skip metrics.json, predictions.csv and the plots')
+    parser.add_argument('--calibrate', choices=['val'],
+                        help='fit a temperature on the validation split and report the test '
+                        'metrics before and after temperature scaling')
+    parser.add_argument('--threshold', choices=['val'],
+                        help="choose each class's threshold on the validation split (Youden's "
+                        'J) and report sensitivity/specificity/PPV/NPV on test at it')
+    parser.add_argument('--target-specificity', type=float, metavar='S',
+                        help='with --threshold: the best sensitivity at validation specificity '
+                        '>= S instead of Youden (implies --threshold val)')
     add_common_args(parser)
     return parser
 

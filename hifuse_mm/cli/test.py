@@ -36,6 +36,9 @@ def test_config(args: argparse.Namespace) -> Config:
     cfg = load_config(args)
     if args.bootstrap < 0:
         raise SystemExit(f'error: --bootstrap must be >= 0, got {args.bootstrap}')
+    if args.target_specificity is not None and not 0 < args.target_specificity < 1:
+        raise SystemExit('error: --target-specificity must be between 0 and 1, got '
+                         f'{args.target_specificity}')
     if args.out is not None:
         check_out_file(args.out, args.out_item)
     with config_errors():
@@ -49,7 +52,9 @@ def test_report(args: argparse.Namespace) -> ReportOptions:
     """The report options of parsed :func:`~.arguments.test_parser` arguments."""
     return ReportOptions(enable=not args.no_report, bootstrap=args.bootstrap,
                          bootstrap_seed=args.bootstrap_seed, config=args.config,
-                         checkpoint=args.checkpoint)
+                         checkpoint=args.checkpoint, calibrate=args.calibrate,
+                         threshold='val' if args.target_specificity is not None
+                         else args.threshold, target_specificity=args.target_specificity)
 
 
 def test_main(argv: Optional[Sequence[str]] = None) -> None:
@@ -60,6 +65,6 @@ def test_main(argv: Optional[Sequence[str]] = None) -> None:
     with clear_errors(), engine.trust_all_checkpoints(args.trust_checkpoint):
         cfg = test_config(args)
         check_checkpoints(cfg, 'CHECKPOINT')
-        with config_key_errors(cfg):
+        with config_key_errors(cfg), config_errors():
             run_test_with_report(cfg, test_report(args), out=args.out, out_item=args.out_item)
     close_process_group()

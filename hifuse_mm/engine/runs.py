@@ -12,20 +12,26 @@
 """
 from __future__ import annotations
 
+import copy
 import gc
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional, Tuple
 
 import mmengine
+import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.dist import get_rank
+from mmengine.dist import get_rank, is_distributed
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from ..evaluation import MedicalMetrics, write_test_report
+from ..evaluation.validation_choices import (operating_points_section, temperature_section,
+                                            threshold_section)
 from ..utils.atomic_files import atomic_write_bytes
+from .run_config import RunConfigError
 from .runner import HiFuseRunner
 
 #: What ``--out FILE --out-item metrics`` can write, by suffix (mmengine's file handlers).
@@ -42,6 +48,12 @@ class ReportOptions:
         bootstrap_seed: Seed of the bootstrap resampling.
         config: The config file, recorded in ``metrics.json``.
         checkpoint: The checkpoint tested, recorded in ``metrics.json``.
+        calibrate: ``'val'``: fit a temperature on the validation split, report the test
+            metrics before and after (``temperature_scaling`` in ``metrics.json``).
+        threshold: ``'val'``: choose each evaluated class's threshold on the validation split
+            and apply it to the test split (``threshold`` in ``metrics.json``).
+        target_specificity: Threshold rule: best sensitivity at validation specificity >= it
+            (None: Youden's J).
     """
 
     enable: bool = True
@@ -49,6 +61,9 @@ class ReportOptions:
     bootstrap_seed: int = 0
     config: Optional[str] = None
     checkpoint: Optional[str] = None
+    calibrate: Optional[str] = None
+    threshold: Optional[str] = None
+    target_specificity: Optional[float] = None
 
 
 class ReportExistsError(FileExistsError):
@@ -104,6 +119,10 @@ def run_test_with_report(cfg: Config, report: Optional[ReportOptions] = None,
     """
     runner = build_runner(cfg)
     metrics = runner.test()
+    needs_val = report is not None and report.enable and (report.calibrate or report.threshold)
+    if needs_val and is_distributed():
+        raise RunConfigError('--calibrate / --threshold / --target-specificity run on one '
+                             'process: test without --launcher')
     if get_rank() != 0:
         return metrics, None
     if out is not None and out_item == 'metrics':
@@ -112,16 +131,51 @@ def run_test_with_report(cfg: Config, report: Optional[ReportOptions] = None,
     if report is None or not report.enable or metric is None or metric.last is None:
         return metrics, None
     report_dir = Path(runner.log_dir)
+    classes = metric.last.evaluation.classes
+    extra = dict(config=report.config, checkpoint=report.checkpoint,
+                 operating_points=operating_points_section(
+                     metric.last, metric.pos_label, classes, report.bootstrap,
+                     report.bootstrap_seed))
+    if needs_val:
+        val = validation_predictions(runner, metric.last.ece_bins)
+        if report.threshold:
+            extra['threshold'] = threshold_section(val, metric.last, metric.pos_label, classes,
+                                                   report.target_specificity)
+        if report.calibrate:
+            extra['temperature_scaling'] = temperature_section(val, metric.last)
+            runner.logger.info('Temperature fitted on val: '
+                               f'{extra["temperature_scaling"]["temperature"]:.4f}')
     try:
         paths = write_test_report(
             metric.last, report_dir, metrics, bootstrap=report.bootstrap,
             bootstrap_seed=report.bootstrap_seed, pos_label=metric.pos_label,
-            extra=dict(config=report.config, checkpoint=report.checkpoint),
+            extra=extra,
             data_root=getattr(runner.test_dataloader.dataset, 'data_root', None))
     except FileExistsError as err:
         raise ReportExistsError(str(err)) from None
     runner.logger.info('Test report: ' + ', '.join(str(p) for p in paths.values()))
     return metrics, report_dir
+
+
+def validation_predictions(runner: Runner, ece_bins: int) -> SimpleNamespace:
+    """Labels and class probabilities of the validation split from the tested model (one
+    process, fp32, no hooks: nothing is logged or saved as a validation of a training run)."""
+    if runner.cfg.get('val_dataloader') is None:
+        raise RunConfigError('--calibrate / --threshold need the validation split: the config '
+                             'has no val_dataloader')
+    loader = runner.build_dataloader(copy.deepcopy(runner.cfg.val_dataloader))
+    model = runner.model
+    model.eval()
+    labels, scores = [], []
+    with torch.no_grad():
+        for data in loader:
+            for sample in model.test_step(data):
+                scores.append(sample.pred_score.float().cpu().numpy())
+                labels.append(int(torch.as_tensor(sample.gt_label).reshape(-1)[0]))
+    if not labels:
+        raise RunConfigError('--calibrate / --threshold: the validation split is empty')
+    return SimpleNamespace(labels=np.array(labels, np.int64),
+                           scores=np.stack(scores).astype(np.float64), ece_bins=ece_bins)
 
 
 def close_process_group() -> None:
