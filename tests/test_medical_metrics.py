@@ -317,7 +317,7 @@ def test_report_files(tmp_path):
     assert len(rows) == 51
     assert rows[1][:3] == ['img_0.png', 'xyz'[labels[0]], 'xyz'[scores[0].argmax()]]
     assert [float(v) for v in rows[1][3:]] == pytest.approx(scores[0], abs=1e-6)
-    for name in ('confusion_matrix.png', 'roc.png'):
+    for name in ('confusion_matrix.png', 'roc.png', 'pr.png', 'reliability.png'):
         assert paths[name].read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     # Never overwritten.
     before = paths['metrics.json'].read_bytes()
@@ -359,3 +359,25 @@ def test_test_tool_config_wiring(tmp_path):
     assert [e['type'] for e in make(str(child)).test_evaluator] == ['Accuracy', 'MedicalMetrics']
     with pytest.raises(SystemExit, match='--bootstrap must be >= 0'):
         make(config, '--bootstrap', '-1')
+
+
+def test_pr_figure_curves_and_average_precision_by_hand():
+    """Hand example, class 1 ranked b a d c e by score with a, e negative: positives at ranks
+    1, 3, 4 of 5, so precision at each positive is 1, 2/3, 3/4 and AP = (1 + 2/3 + 3/4) / 3."""
+    from hifuse_mm.evaluation.plots import pr_figure
+    labels = np.array([0, 1, 1, 1, 0])
+    p1 = np.array([0.6, 0.9, 0.4, 0.5, 0.1])
+    scores = np.stack([1 - p1, p1], 1)
+    fig = pr_figure(labels, scores, ['neg', 'pos'])
+    ax = fig.axes[0]
+    names = ax.get_legend_handles_labels()[1]
+    expected = (1 + 2 / 3 + 3 / 4) / 3
+    assert names[1] == f'pos (AP = {expected:.3f}, prevalence 0.600)'
+    step = ax.get_lines()[2]  # neg curve, neg prevalence line, pos curve
+    recall, precision = step.get_xdata(), step.get_ydata()
+    # points after each threshold, highest first: (1/3, 1), (1/3, 1/2), (2/3, 2/3), (1, 3/4)
+    for r, p in ((1 / 3, 1.0), (2 / 3, 2 / 3), (1.0, 0.75)):
+        assert any(abs(a - r) < 1e-9 and abs(b - p) < 1e-9 for a, b in zip(recall, precision))
+    # a class without positives is named, not drawn
+    fig = pr_figure(np.zeros(3, int), np.full((3, 2), 0.5), ['a', 'b'])
+    assert 'b (AP undefined: no positives)' in fig.axes[0].get_legend_handles_labels()[1]

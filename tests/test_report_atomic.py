@@ -13,7 +13,8 @@ import pytest
 
 from helpers import TESTS, repo_env
 
-REPORT_FILES = ('metrics.json', 'predictions.csv', 'confusion_matrix.png', 'roc.png')
+REPORT_FILES = ('metrics.json', 'predictions.csv', 'confusion_matrix.png', 'roc.png', 'pr.png',
+                'reliability.png')
 PNG_END = b'IEND\xaeB`\x82'
 
 #: Writes a 50-sample report into argv[1] with every file limited to argv[2] bytes

@@ -17,8 +17,8 @@ instead of stopping; errors that say what to do are printed without a traceback 
 
 The test tool also writes a report into the run's timestamped log folder
 (``<work_dir>/<YYYYmmdd_HHMMSS>/``, so an earlier run's report is never overwritten):
-``metrics.json``, ``predictions.csv``, ``confusion_matrix.png`` and ``roc.png``
-(:mod:`hifuse_mm.evaluation.report`), with bootstrap confidence intervals for ``--bootstrap N``.
+``metrics.json``, ``predictions.csv`` and the figures of
+:data:`hifuse_mm.evaluation.report.REPORT_FILES`, with bootstrap confidence intervals for ``--bootstrap N``.
 
 Before a run the mains check what would otherwise fail deep inside mmengine or torch with a
 traceback (:mod:`.checks`): a missing or broken config, ``--launcher`` outside its launcher,

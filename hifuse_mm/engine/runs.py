@@ -5,8 +5,8 @@
 * :func:`run_train` trains; :func:`run_test_with_report` tests and, with
   :class:`ReportOptions`, writes the test report into the run's timestamped log folder
   (``<work_dir>/<YYYYmmdd_HHMMSS>/``, so an earlier run's report is never overwritten):
-  ``metrics.json``, ``predictions.csv``, ``confusion_matrix.png`` and ``roc.png``
-  (:mod:`hifuse_mm.evaluation.report`), with bootstrap confidence intervals for
+  ``metrics.json``, ``predictions.csv`` and the figures of
+  :data:`hifuse_mm.evaluation.report.REPORT_FILES`, with bootstrap confidence intervals for
   ``bootstrap=N``.
 * :func:`close_process_group` tears torch.distributed down after a successful run.
 """

@@ -1,5 +1,5 @@
-"""Report figures: the confusion matrix (counts and row-normalised), per-class ROC curves and
-the reliability diagram (with the sample count of every confidence bin).
+"""Report figures: the confusion matrix (counts and row-normalised), per-class ROC and
+precision-recall curves and the reliability diagram (with the sample count of every confidence bin).
 
 Matplotlib's object-oriented API with the Agg canvas: no pyplot state, no GUI backend, no
 change to the process-wide backend. A figure is rendered into memory first and then written
@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from sklearn.metrics import roc_curve
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
 
 from ..utils.atomic_files import atomic_write_bytes
 from .calibration import ReliabilityBins
@@ -80,6 +80,31 @@ def roc_figure(labels: np.ndarray, scores: np.ndarray, classes: Sequence[str],
     return fig
 
 
+def pr_figure(labels: np.ndarray, scores: np.ndarray, classes: Sequence[str]) -> Figure:
+    """One-vs-rest precision-recall curve per class (``sklearn.metrics.precision_recall_curve``;
+    classes without positives are skipped), the average precision
+    (``sklearn.metrics.average_precision_score``) and the class's prevalence, which is the
+    precision of a random ranking, in the legend."""
+    labels, scores = np.asarray(labels), np.asarray(scores)
+    fig = Figure(figsize=(6.5, 6))
+    ax = fig.subplots()
+    for k, name in enumerate(classes):
+        positive = labels == k
+        if not positive.any():
+            ax.plot([], [], ' ', label=f'{name} (AP undefined: no positives)')
+            continue
+        precision, recall, _ = precision_recall_curve(positive, scores[:, k])
+        ap = average_precision_score(positive, scores[:, k])
+        line, = ax.step(recall, precision, where='post', linewidth=1.5,
+                        label=f'{name} (AP = {ap:.3f}, prevalence {positive.mean():.3f})')
+        ax.axhline(positive.mean(), linestyle=':', linewidth=0.8, color=line.get_color())
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel='recall (sensitivity)',
+           ylabel='precision (PPV)', title='Precision-recall curves (one vs rest)')
+    ax.legend(loc='lower left', fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def reliability_figure(bins: ReliabilityBins) -> Figure:
     """Top: accuracy of the top-label prediction per confidence bin (bars) against the
     diagonal of perfect calibration, the gap to each bin's mean confidence shaded, the ECE in
@@ -122,6 +147,11 @@ def plot_roc(labels: np.ndarray, scores: np.ndarray, classes: Sequence[str],
              aucs: Sequence[float], path: Path) -> None:
     """:func:`roc_figure` written to ``path`` (atomically, never over a file)."""
     _save(roc_figure(labels, scores, classes, aucs), path)
+
+
+def plot_pr(labels: np.ndarray, scores: np.ndarray, classes: Sequence[str], path: Path) -> None:
+    """:func:`pr_figure` written to ``path`` (atomically, never over a file)."""
+    _save(pr_figure(labels, scores, classes), path)
 
 
 def plot_reliability(bins: ReliabilityBins, path: Path) -> None:

@@ -1,5 +1,5 @@
-"""The test report ``tools/test.py`` writes: metrics.json, predictions.csv and three figures
-(confusion_matrix.png, roc.png, reliability.png).
+"""The test report ``tools/test.py`` writes: metrics.json, predictions.csv and four figures
+(confusion_matrix.png, roc.png, pr.png, reliability.png).
 
 ``metrics.json``::
 
@@ -18,7 +18,7 @@ name that is not UTF-8 as ``\\xNN``; class names; probabilities with 6 decimals)
 is ever overwritten: an existing one stops the report
 before anything is written.
 
-The files are written atomically (:mod:`hifuse_mm.utils.atomic_files`): all five are rendered
+The files are written atomically (:mod:`hifuse_mm.utils.atomic_files`): all six are rendered
 in memory first, then each is written to a temporary file and linked under its name only when
 complete (in the order of :data:`REPORT_FILES`). A kill or a full disk while writing leaves
 complete files or none under the report's names, never a 0-byte or partial ``metrics.json`` or
@@ -39,10 +39,11 @@ from ..utils.file_names import printable_name
 from .bootstrap import bootstrap_intervals
 from .calibration import reliability_bins
 from .medical_metrics import LastEvaluation
-from .plots import confusion_matrix_figure, figure_png, reliability_figure, roc_figure
+from .plots import (confusion_matrix_figure, figure_png, pr_figure, reliability_figure,
+                    roc_figure)
 
 REPORT_FILES = ('metrics.json', 'predictions.csv', 'confusion_matrix.png', 'roc.png',
-                'reliability.png')
+                'pr.png', 'reliability.png')
 
 
 def nan_to_none(value: Any) -> Any:
@@ -126,6 +127,7 @@ def write_test_report(last: LastEvaluation, out_dir: Path, metrics: Mapping[str,
     aucs = [evaluation.per_class[c]['auc'] for c in evaluation.classes]
     rendered['roc.png'] = figure_png(roc_figure(last.labels, last.scores, evaluation.classes,
                                                 aucs))
+    rendered['pr.png'] = figure_png(pr_figure(last.labels, last.scores, evaluation.classes))
     rendered['reliability.png'] = figure_png(reliability_figure(
         reliability_bins(last.labels, last.scores, last.ece_bins)))
     for name in REPORT_FILES:
