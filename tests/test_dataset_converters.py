@@ -56,9 +56,12 @@ def isic_full(tmp_path_factory) -> Path:
 
 def test_isic_hemf_cli_gives_3001_test_images(isic_full, tmp_path):
     out = tmp_path / 'isic2018'
-    proc = run_script('isic2018', str(isic_full), str(out), '--protocol', 'hemf')
+    # (the split audit of these 10015 4x4-pixel images is not the subject: tests/test_split_audit)
+    proc = run_script('isic2018', str(isic_full), str(out), '--protocol', 'hemf', '--no-audit')
     assert proc.returncode == 0, proc.stderr
     assert 'total   6012   1002   3001' in proc.stdout
+    assert 'Split audit skipped (--no-audit)' in proc.stdout
+    assert not (out / 'meta' / 'audit.json').exists()
     assert per_class(out / 'meta' / 'test.txt', ISIC2018_CLASSES) == dict(
         MEL=333, NV=2011, BCC=154, AKIEC=98, BKL=329, DF=34, VASC=42)
     info = json.loads((out / 'meta' / 'split.json').read_text())
@@ -77,25 +80,27 @@ def test_isic_hemf_cli_gives_3001_test_images(isic_full, tmp_path):
 
     # Same input, same seed -> byte-identical files, wherever OUT is.
     again = tmp_path / 'elsewhere' / 'again'
-    assert converter_main(isic2018, [str(isic_full), str(again), '--protocol', 'hemf']) == 0
+    assert converter_main(isic2018, [str(isic_full), str(again), '--protocol', 'hemf',
+                                     '--no-audit']) == 0
     for name in META_FILES:
         assert (out / name).read_bytes() == (again / name).read_bytes(), name
     # Another seed: another split with the same counts.
     other = tmp_path / 'seed1'
     assert converter_main(isic2018, [str(isic_full), str(other), '--protocol', 'hemf',
-                                     '--seed', '1']) == 0
+                                     '--seed', '1', '--no-audit']) == 0
     assert (other / 'meta' / 'test.txt').read_bytes() != (out / 'meta' / 'test.txt').read_bytes()
     assert per_class(other / 'meta' / 'test.txt', ISIC2018_CLASSES) == \
         per_class(out / 'meta' / 'test.txt', ISIC2018_CLASSES)
 
-    proc = run_script('isic2018', '--check', str(out))
+    proc = run_script('isic2018', '--check', str(out), '--no-audit')
     assert proc.returncode == 0, proc.stderr
     assert 'OK' in proc.stdout
 
 
 def test_isic_hifuse_protocol(isic_full, tmp_path, capsys):
     out = tmp_path / 'hifuse'
-    status, stdout, _ = convert(isic2018, isic_full, out, '--protocol', 'hifuse', capsys=capsys)
+    status, stdout, _ = convert(isic2018, isic_full, out, '--protocol', 'hifuse', '--no-audit',
+                                capsys=capsys)
     assert status == 0
     info = json.loads((out / 'meta' / 'split.json').read_text())
     for name, n in ISIC2018_COUNTS.items():
@@ -109,7 +114,7 @@ def test_isic_hifuse_protocol(isic_full, tmp_path, capsys):
     # The test split does not depend on the validation fraction.
     out2 = tmp_path / 'hifuse_val20'
     status, _, _ = convert(isic2018, isic_full, out2, '--protocol', 'hifuse',
-                           '--val-fraction', '0.2', capsys=capsys)
+                           '--val-fraction', '0.2', '--no-audit', capsys=capsys)
     assert status == 0
     assert (out2 / 'meta' / 'test.txt').read_bytes() == (out / 'meta' / 'test.txt').read_bytes()
     assert json.loads((out2 / 'meta' / 'split.json').read_text())['counts']['val']['total'] \
@@ -393,8 +398,16 @@ def test_covid_official_on_the_real_images(tmp_path):
         ours = {original[p[len('source/'):]] for p, _ in read_split(out / 'meta' / f'{split}.txt')}
         theirs = {p for p, _ in read_split(SHARED_COVID / 'meta' / f'{split}.txt')}
         assert ours == theirs
+    # The converter audited the official split: the near-duplicate CT slices it holds across
+    # splits are a warning (the split is kept as published) and recorded in meta/audit.json.
+    record = json.loads((out / 'meta' / 'audit.json').read_text())
+    assert record['cross_split_pairs'] == len(record['near_duplicates']) > 0
+    assert not record['exact_duplicates'] and not record['ok']
+    assert 'WARNING: Split audit: LEAK: ' in proc.stdout
+    # --check re-runs the audit and finds exactly what was recorded.
     proc = run_script('covid19ct', '--check', str(out))
     assert proc.returncode == 0, proc.stderr
+    assert 'split audit as recorded' in proc.stdout
 
 
 def test_unique_image_bytes_helper():

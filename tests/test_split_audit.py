@@ -214,3 +214,65 @@ def test_threshold_on_real_covid_ct(tmp_path):
     print(f'caught {len(expected)} of {len(expected)}; largest distance per edit: {largest}')
     assert max(largest.values()) <= audit.DEFAULT_HASH_DISTANCE
     assert len(expected) == 5 * len(tests) >= 100
+
+
+# ---------------------------------------------------------------------------------------------
+# The converters run the audit (and --check re-runs it)
+# ---------------------------------------------------------------------------------------------
+def _kvasir_source(root, per_class=4):
+    from hifuse_mm.datasets.kvasir import KVASIR_CLASSES
+    for k, name in enumerate(KVASIR_CLASSES):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            _texture(100 + 10 * k + i).save(root / name / f'{i}.png')
+    return KVASIR_CLASSES
+
+
+def test_converters_audit_every_list_set_and_check_finds_new_leaks(tmp_path, capsys,
+                                                                    monkeypatch):
+    from hifuse_mm.datasets.prepare import converter_main, kvasir
+    src, out = tmp_path / 'kvasir', tmp_path / 'prepared'
+    _kvasir_source(src)
+    assert converter_main(kvasir, [str(src), str(out), '--protocol', '2fold',
+                                   '--val-fraction', '0.5']) == 0
+    stdout = capsys.readouterr().out
+    # one audit per list set: meta/*.txt (= fold1) and each fold, all clean
+    for where in ('meta', 'meta/fold1', 'meta/fold2'):
+        record = json.loads((out / where / 'audit.json').read_text())
+        assert record['ok'] and record['cross_split_pairs'] == 0
+        assert sum(v['count'] for v in record['splits'].values()) == 32
+    assert record['partition'] == 'fold2'
+    assert 'Split audit: OK: 0 cross-split pair(s)' in stdout
+    assert 'Split audit (fold2): OK' in stdout
+    capsys.readouterr()
+    assert converter_main(kvasir, ['--check', str(out)]) == 0
+    assert 'split audit as recorded' in capsys.readouterr().out
+
+    # A test image replaced by a resized copy of a training image: the lists and their
+    # checksums are unchanged, only the audit sees it.
+    lists = {s: (out / 'meta' / f'{s}.txt').read_text().split('\n')[0].split()[0]
+             for s in ('train', 'test')}
+    train_img, test_img = (out / lists['train']), (out / lists['test'])
+    with Image.open(train_img) as image:
+        image.resize((88, 74)).save(test_img, format='PNG')
+    assert converter_main(kvasir, ['--check', str(out)]) == 1
+    captured = capsys.readouterr()
+    assert 'does not record' in captured.err and lists['test'] in captured.err
+    assert 'WARNING: Split audit: LEAK' in captured.out
+    assert converter_main(kvasir, ['--check', str(out), '--no-audit']) == 0
+    capsys.readouterr()
+
+    # --force --no-audit: the old records (of the old lists) are not carried into the new meta
+    assert converter_main(kvasir, [str(src), str(out), '--protocol', '2fold', '--force',
+                                   '--no-audit', '--seed', '3', '--val-fraction', '0.5']) == 0
+    assert not list(out.glob('meta/**/audit.json'))
+    assert 'Split audit skipped (--no-audit)' in capsys.readouterr().out
+
+    # Without imagehash the converter stops before writing and names --no-audit.
+    def missing():
+        raise audit.DatasetError('the split audit needs the imagehash package')
+    monkeypatch.setattr(audit, '_imagehash', missing)
+    fresh = tmp_path / 'fresh'
+    assert converter_main(kvasir, [str(src), str(fresh), '--protocol', '2fold',
+                                   '--val-fraction', '0.5']) == 1
+    assert 'or pass --no-audit' in capsys.readouterr().err and not fresh.exists()

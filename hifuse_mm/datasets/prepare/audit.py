@@ -41,7 +41,8 @@ import posixpath
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import (Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set,
+                    Tuple)
 
 import numpy as np
 
@@ -190,8 +191,16 @@ def _group_of(path: str, groups: Mapping[str, str]) -> Optional[str]:
     return None
 
 
+def audit_file(partition: str = '') -> str:
+    """Where the audit of a partition's lists is written, relative to the prepared folder:
+    ``meta/audit.json`` for ``meta/{train,val,test}.txt``, ``meta/<partition>/audit.json``
+    for ``meta/<partition>/{train,val,test}.txt`` (e.g. Kvasir's folds)."""
+    return f'{META}/{partition}/audit.json' if partition else AUDIT_JSON
+
+
 def audit_split(data_dir, groups_file=None, hash_distance: int = DEFAULT_HASH_DISTANCE,
-                workers: int = 1, max_pairs: int = MAX_PAIRS) -> dict:
+                workers: int = 1, max_pairs: int = MAX_PAIRS, partition: str = '',
+                hash_cache: Optional[Dict[str, AuditImage]] = None) -> dict:
     """Audit a prepared folder; returns the report (what ``meta/audit.json`` holds).
 
     Keys: ``splits`` (per split: ``count``, ``per_class``, ``empty``), ``unreadable``,
@@ -200,6 +209,10 @@ def audit_split(data_dir, groups_file=None, hash_distance: int = DEFAULT_HASH_DI
     leaks), ``groups`` (``file``, ``missing``, ``overlap``), ``cross_split_pairs`` (the full
     count) and ``ok``. At most ``max_pairs`` pairs of each kind are listed (``pairs_truncated``
     says when more were counted: a degenerate folder, e.g. blank images, pairs everything).
+
+    ``partition`` audits ``meta/<partition>/{train,val,test}.txt`` instead of the top-level
+    lists. ``hash_cache`` (a dict, filled here) lets several audits of one folder hash every
+    image once.
     """
     root = Path(data_dir)
     if hash_distance < 0 or hash_distance > 64:
@@ -209,27 +222,36 @@ def audit_split(data_dir, groups_file=None, hash_distance: int = DEFAULT_HASH_DI
     if (root / CLASSES_TXT).is_file():
         classes = tuple(read_classes_file(root / CLASSES_TXT))
     lists: Dict[str, List[Sample]] = {}
+    list_dir = root / META / partition if partition else root / META
     for split in SPLITS:
-        file = root / META / f'{split}.txt'
+        file = list_dir / f'{split}.txt'
         if file.is_file():
             lists[split] = read_index(file)
     if not lists:
-        raise DatasetError(f'{root}: no split lists (meta/train.txt, meta/val.txt, '
-                           'meta/test.txt); is this a prepared folder?')
+        where = f'{META}/{partition}/' if partition else f'{META}/'
+        raise DatasetError(f'{root}: no split lists ({where}train.txt, {where}val.txt, '
+                           f'{where}test.txt); is this a prepared folder?')
     images = [AuditImage(split, s.path, s.label) for split, samples in lists.items()
               for s in samples]
+    cache = {} if hash_cache is None else hash_cache
+    todo = [im for im in images if im.path not in cache]
     if workers > 1:
         from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(lambda im: hash_image(root, im), images))
+            list(pool.map(lambda im: hash_image(root, im), todo))
     else:
-        for image in images:
+        for image in todo:
             hash_image(root, image)
+    for image in todo:
+        cache.setdefault(image.path, image)
+    for image in images:
+        known = cache[image.path]
+        image.sha256, image.phash, image.problem = known.sha256, known.phash, known.problem
 
     def label_name(label: int) -> str:
         return classes[label] if 0 <= label < len(classes) else str(label)
 
-    report: dict = {'data_dir': str(root), 'hash': {
+    report: dict = {'data_dir': str(root), 'partition': partition, 'hash': {
         'method': 'imagehash.phash', 'bits': HASH_SIZE * HASH_SIZE, 'crops': list(CROPS),
         'distance': hash_distance}}
     report['splits'] = {}
@@ -312,10 +334,38 @@ def audit_split(data_dir, groups_file=None, hash_distance: int = DEFAULT_HASH_DI
 
 
 def write_report(data_dir, report: dict) -> Path:
-    """Write ``report`` to ``DATA_DIR/meta/audit.json`` atomically; returns the path."""
-    path = Path(data_dir) / AUDIT_JSON
+    """Write ``report`` to its :func:`audit_file` (``DATA_DIR/meta/audit.json`` for the
+    top-level lists) atomically; returns the path."""
+    path = Path(data_dir) / audit_file(report.get('partition', ''))
     atomic_write_text(path, json.dumps(report, indent=2, sort_keys=False) + '\n')
     return path
+
+
+def leak_keys(report: dict) -> Set[Tuple[str, ...]]:
+    """What a report found, as comparable keys: every cross-split exact / near pair and every
+    group in more than one split (two audits of the same images and lists give equal sets)."""
+    keys: Set[Tuple[str, ...]] = set()
+    for kind in ('exact_duplicates', 'near_duplicates'):
+        for pair in report.get(kind, []):
+            ends = sorted([(pair['a']['split'], pair['a']['path']),
+                           (pair['b']['split'], pair['b']['path'])])
+            keys.add((kind, *ends[0], *ends[1]))
+    for item in report.get('groups', {}).get('overlap', []):
+        keys.add(('group', item['group'], *item['splits']))
+    return keys
+
+
+def summary_lines(report: dict, limit: int = 10) -> List[str]:
+    """A short form of :func:`format_report` for the converters: the verdict, the counts and at
+    most ``limit`` of the listed pairs / groups / unreadable images (the rest is in the file)."""
+    lines = list(format_report(report))
+    verdict, details = lines[-1], [line for line in lines[:-1] if line.startswith(
+        ('EXACT', 'NEAR', 'GROUP', 'UNREADABLE', 'WARNING'))]
+    shown_lines = details[:limit]
+    if len(details) > limit:
+        shown_lines.append(f'... and {len(details) - limit} more in '
+                           f'{audit_file(report.get("partition", ""))}')
+    return [verdict, *shown_lines]
 
 
 def format_report(report: dict) -> Iterable[str]:

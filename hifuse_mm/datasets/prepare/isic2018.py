@@ -197,6 +197,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='hifuse protocol: fraction of each class used for val (default 0.1)')
 
 
+def audit_groups(args: argparse.Namespace) -> Optional[Path]:
+    """The groups file of the converter's split audit: HAM10000's metadata (image_id,
+    lesion_id) when the split was made by lesion, so the audit checks the lesions too."""
+    return args.group_by_lesion
+
+
 def plan_from_args(src: Path, args: argparse.Namespace) -> SplitPlan:
     """Converter entry: plan from parsed arguments."""
     if args.protocol is None:

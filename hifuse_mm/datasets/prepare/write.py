@@ -47,6 +47,7 @@ from ..splits import (CLASSES_TXT, META, META_BACKUP, META_STAGING, SOURCE_LINK,
                       SPLITS, DatasetError, Sample, index_file, is_within, outside_reason,
                       split_key)
 from ..splits import shown as shown_name
+from .audit import audit_file
 from .imagecheck import MISSING, OK, duplicate_groups, inspect_images, split_leaks
 from .plan import SplitPlan
 
@@ -407,7 +408,9 @@ def write_split(plan: SplitPlan, src: Path, out: Path, force: bool = False,
     try:
         for name, text in contents.items():
             _write_synced(staging / Path(name).relative_to(META), text.encode())
-        _carry_over(out / META, staging, {*contents, SPLIT_JSON, *stale})
+        # an audit of the old lists would not describe the new ones: never carried over
+        audits = {audit_file(partition) for partition in plan.partitions}
+        _carry_over(out / META, staging, {*contents, SPLIT_JSON, *stale, *audits})
         _write_synced(staging / Path(SPLIT_JSON).relative_to(META),
                       (json.dumps(info, indent=2) + '\n').encode())
         fsync_folder(staging)
