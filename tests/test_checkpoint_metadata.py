@@ -12,33 +12,19 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.registry import DefaultScope
-from mmpretrain.registry import MODELS
 
-import hifuse_mm  # noqa: F401
 from hifuse_mm.apis import Classifier, ModelLoadError, load_model
 from hifuse_mm.datasets import DEMO_CLASSES
-from tiny_config import NARROW_HIFUSE, write_config
+from tiny_config import NARROW_HIFUSE, inference_pipeline, write_config, write_narrow_checkpoint
 from tool_runner import call_tool
 
-PIPELINE = """
-test_pipeline = [dict(type='CheckedLoadImageFromFile'), dict(type='Resize', scale=(32, 32)),
-                 dict(type='PackInputs')]
-test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-"""
 SECRET = ['s3cret-line-one', 's3cret-line-two', 's3cret-line-three', 's3cret-line-four']
 
 
 @pytest.fixture(scope='module')
 def space(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp('ckpt_meta')
-    config = write_config(root / 'narrow.py', body=NARROW_HIFUSE + PIPELINE)
-    cfg = Config.fromfile(str(config))
-    torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(cfg.model)
-    torch.save(model.state_dict(), root / 'weights.pt')
+    write_narrow_checkpoint(root, 32, config_name='narrow.py', checkpoint_name='weights.pt')
     # A file the checkpoint must not be able to read: as many lines as the model has classes.
     (root / 'secret.txt').write_text('\n'.join(SECRET) + '\n')
     cv2.imwrite(str(root / 'image.png'), np.full((40, 40, 3), 90, np.uint8))
@@ -102,8 +88,10 @@ def test_good_names_and_the_configs_own_class_file_still_work(space, tmp_path):
     assert plain.classes == DEMO_CLASSES
     # The user's own config may give the path of a classes.txt, as MMPretrain allows.
     (tmp_path / 'classes.txt').write_text('one\ntwo\nthree\nfour\n')
-    config = write_config(tmp_path / 'with_file.py', body=NARROW_HIFUSE + PIPELINE + (
-        f"test_dataloader = dict(dataset=dict(classes={str(tmp_path / 'classes.txt')!r}))\n"))
+    classes_line = (f"test_dataloader = dict(dataset=dict(classes="
+                    f"{str(tmp_path / 'classes.txt')!r}))\n")
+    config = write_config(tmp_path / 'with_file.py',
+                          body=NARROW_HIFUSE + inference_pipeline(32) + classes_line)
     from_file = load_model(config, save_checkpoint(space, 'plain', dict(epoch=1)), device='cpu')
     assert from_file.classes == ('one', 'two', 'three', 'four')
 

@@ -9,39 +9,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
-from mmengine.config import Config
-from mmengine.registry import DefaultScope
-from mmpretrain.registry import MODELS
 
-import hifuse_mm  # noqa: F401
 from hifuse_mm.apis import Classifier
 from hifuse_mm.datasets import DEMO_CLASSES, make_demo_dataset
-from tiny_config import NARROW_HIFUSE, write_config
+from tiny_config import write_narrow_checkpoint
 from tool_runner import call_tool, ok
 
-PIPELINE = """
-test_pipeline = [dict(type='CheckedLoadImageFromFile'), dict(type='Resize', scale=(64, 64)),
-                 dict(type='PackInputs')]
-test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-"""
 
 
 @pytest.fixture(scope='module')
 def space(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp('temperature')
-    config = write_config(root / 'model.py', body=NARROW_HIFUSE + PIPELINE)
-    cfg = Config.fromfile(str(config))
-    torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(cfg.model)
     # larger head weights: logits far from uniform, so the temperature visibly matters
-    with torch.no_grad():
-        for param in model.head.parameters():
-            param.mul_(50)
-    torch.save(dict(state_dict=model.state_dict(),
-                    meta=dict(dataset_meta=dict(classes=list(DEMO_CLASSES)))),
-               root / 'model.pth')
+    write_narrow_checkpoint(root, 64, classes=DEMO_CLASSES, head_scale=50)
     data = make_demo_dataset(root / 'data', num_per_class=1, image_size=48, seed=0)
     images = root / 'images'
     images.mkdir()

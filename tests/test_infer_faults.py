@@ -15,22 +15,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
-from mmengine.config import Config
-from mmengine.registry import DefaultScope
-from mmpretrain.registry import MODELS
 
-import hifuse_mm  # noqa: F401
 from hifuse_mm.apis import Classifier
 from hifuse_mm.datasets import DEMO_CLASSES, make_demo_dataset
-from tiny_config import NARROW_HIFUSE, write_config
+from tiny_config import write_narrow_checkpoint
 from tool_runner import call_tool, ok
 
-PIPELINE = """
-test_pipeline = [dict(type='CheckedLoadImageFromFile'), dict(type='Resize', scale=(64, 64)),
-                 dict(type='PackInputs')]
-test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-"""
 PRED_COLUMNS = ['path', 'pred_label', 'pred_class', 'pred_prob'] + [
     f'prob_{name}' for name in DEMO_CLASSES]
 #: A file name that is not UTF-8 (as Linux allows), as Python sees it (surrogate escapes).
@@ -41,14 +31,7 @@ ODD_BAD = os.fsdecode(b'bad\xfe.png')
 @pytest.fixture(scope='module')
 def space(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp('infer_faults')
-    config = write_config(root / 'model.py', body=NARROW_HIFUSE + PIPELINE)
-    cfg = Config.fromfile(str(config))
-    torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(cfg.model)
-    torch.save(dict(state_dict=model.state_dict(),
-                    meta=dict(dataset_meta=dict(classes=list(DEMO_CLASSES)))),
-               root / 'model.pth')
+    write_narrow_checkpoint(root, 64, classes=DEMO_CLASSES)
     data = make_demo_dataset(root / 'data', num_per_class=1, image_size=48, seed=0)
     images = root / 'images'
     images.mkdir()

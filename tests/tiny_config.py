@@ -4,7 +4,7 @@
 training iteration takes a fraction of a second on one core.
 """
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 from helpers import DEMO_CONFIG
 from hifuse_mm.datasets import make_demo_dataset
@@ -56,3 +56,36 @@ def write_config(path: Path, data_root: Optional[Path] = None, extra: str = '',
                     f'custom_imports = dict(imports={list(imports)!r}, '
                     'allow_failed_imports=False)\n' + data_line + body + extra)
     return path
+
+
+def inference_pipeline(size: int) -> str:
+    """Config lines: a test pipeline that resizes to ``size`` px (no normalisation change)."""
+    return (f"test_pipeline = [dict(type='CheckedLoadImageFromFile'), "
+            f"dict(type='Resize', scale=({size}, {size})), dict(type='PackInputs')]\n"
+            "test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n")
+
+
+def write_narrow_checkpoint(root: Path, size: int, config_name: str = 'model.py',
+                            checkpoint_name: str = 'model.pth',
+                            classes: Optional[Sequence[str]] = None,
+                            head_scale: float = 1.0) -> Tuple[Path, Path]:
+    """A narrow HiFuse config with a ``size``-px test pipeline, and a random-init checkpoint of
+    it (seed 0; head weights times ``head_scale``): ``{state_dict, meta.dataset_meta.classes}``
+    when ``classes`` is given, else a bare state dict. Returns ``(config, checkpoint)``."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+
+    config = write_config(root / config_name, body=NARROW_HIFUSE + inference_pipeline(size))
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(Config.fromfile(str(config)).model)
+    if head_scale != 1.0:
+        with torch.no_grad():
+            for param in model.head.parameters():
+                param.mul_(head_scale)
+    content = model.state_dict() if classes is None else dict(
+        state_dict=model.state_dict(), meta=dict(dataset_meta=dict(classes=list(classes))))
+    torch.save(content, root / checkpoint_name)
+    return config, root / checkpoint_name
