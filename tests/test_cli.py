@@ -78,9 +78,9 @@ def test_test_flags(tmp_path):
 
     out = str(tmp_path / 'preds.pkl')
     cfg = make_test_cfg('--out', out)
-    assert cfg.test_evaluator[-1] == dict(type='DumpResults', out_file_path=out)
+    assert cfg.test_evaluator[-1] == dict(type='AtomicDumpResults', out_file_path=out)
     cfg = make_test_cfg('--out', str(tmp_path / 'm.json'), '--out-item', 'metrics')
-    assert all(e.type != 'DumpResults' for e in cfg.test_evaluator)
+    assert all(e.type != 'AtomicDumpResults' for e in cfg.test_evaluator)
 
 
 def test_test_refuses_to_overwrite_out(tmp_path):

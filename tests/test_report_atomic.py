@@ -120,3 +120,41 @@ def test_metrics_out_is_atomic_and_never_overwritten(tmp_path):
     assert json.loads(out.read_text()) == {'medical/accuracy': 0.5}
     write_metrics_out({'a': 1}, str(tmp_path / 'm.pkl'))
     assert (tmp_path / 'm.pkl').read_bytes()[:1] == b'\x80'
+
+
+def test_out_pickle_is_written_atomically_and_never_over_a_file(tmp_path, monkeypatch):
+    """``tools/test.py --out x.pkl`` uses AtomicDumpResults: mmengine's bytes, all or nothing."""
+    import errno
+    import os
+
+    import torch
+    from mmengine.fileio import dump, load
+    from mmpretrain.registry import METRICS
+
+    import hifuse_mm  # noqa: F401
+    results = [dict(pred_score=torch.tensor([0.25, 0.75]), gt_label=torch.tensor([1]),
+                    img_path=f'img_{i}.png') for i in range(3)]
+    out = tmp_path / 'preds.pkl'
+
+    def metric():
+        built = METRICS.build(dict(type='AtomicDumpResults', out_file_path=str(out)))
+        built.results = list(results)
+        return built
+
+    assert metric().evaluate(3) == {}
+    assert out.read_bytes() == dump(results, file_format='pkl')  # what DumpResults writes
+    assert load(str(out))[2]['img_path'] == 'img_2.png'
+    # an existing file is never replaced
+    out.write_bytes(b'my earlier predictions')
+    with pytest.raises(FileExistsError):
+        metric().evaluate(3)
+    assert out.read_bytes() == b'my earlier predictions'
+    # a full disk leaves no file under the name and no temporary beside it
+    out.unlink()
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(os, 'fsync', disk_full)
+    with pytest.raises(OSError, match='No space left'):
+        metric().evaluate(3)
+    assert list(tmp_path.iterdir()) == []

@@ -60,10 +60,11 @@ def ensure_medical_metrics(cfg: Config) -> None:
 
 
 def add_dump_results(cfg: Config, out: str) -> None:
-    """``--out`` of predictions: append ``DumpResults`` writing them to ``out``."""
+    """``--out`` of predictions: append ``AtomicDumpResults`` (mmengine's ``DumpResults``
+    written atomically, never over a file) writing them to ``out``."""
     evaluators = cfg.test_evaluator
     evaluators = list(evaluators) if isinstance(evaluators, (list, tuple)) else [evaluators]
-    cfg.test_evaluator = evaluators + [dict(type='DumpResults', out_file_path=out)]
+    cfg.test_evaluator = evaluators + [dict(type='AtomicDumpResults', out_file_path=out)]
 
 
 def configure_testing(cfg: Config, *, config_file: str, checkpoint: str,
