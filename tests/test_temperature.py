@@ -82,3 +82,39 @@ def test_bad_inputs():
         nll(np.array([[math.nan, 0.0]]), [0])
     # already perfectly uncertain logits: nothing to gain, T = 1 is kept
     assert fit_temperature(np.zeros((4, 3)), [0, 1, 2, 0]) == 1.0
+
+
+def test_a_perfectly_separated_split_has_no_temperature_to_fit():
+    """Every prediction right with a margin: NLL(T) falls monotonically as T -> 0, so the
+    optimum is the search bound; that is refused, not returned as a 'fitted' temperature."""
+    from hifuse_mm.evaluation.temperature import TemperatureFitError
+    z = np.array([[2.0, 0.0, -1.0], [0.0, 3.0, 1.0], [-1.0, 0.0, 1.5], [4.0, 1.0, 0.0]])
+    y = z.argmax(1)
+    assert nll(z, y, 0.5) < nll(z, y, 1.0) < nll(z, y, 2.0)  # monotone: sharper is "better"
+    with pytest.raises(TemperatureFitError, match='all 4 predictions of the fitting set are '
+                       'right'):
+        fit_temperature(z, y)
+    # One error with a large margin makes the NLL turn up again: an inner optimum exists.
+    y_err = y.copy()
+    y_err[0] = 2
+    t = fit_temperature(z, y_err)
+    assert 0.01 < t < 100
+    assert nll(z, y_err, t) <= min(nll(z, y_err, t * 1.05), nll(z, y_err, t / 1.05)) + 1e-9
+
+
+def test_temperature_section_records_why_none_was_fitted():
+    from hifuse_mm.evaluation.medical_metrics import LastEvaluation
+    from hifuse_mm.evaluation.validation_choices import temperature_section
+    scores = softmax(np.array([[3.0, 0.0], [0.0, 3.0], [2.0, 0.0], [0.0, 2.5]]), axis=1)
+    labels = scores.argmax(1)
+
+    def evaluation(labels, scores):
+        from hifuse_mm.evaluation import evaluate_predictions
+        return LastEvaluation(evaluation=evaluate_predictions(labels, scores, classes=['a', 'b']),
+                              labels=labels, preds=scores.argmax(1), scores=scores,
+                              images=[''] * len(labels), ece_bins=15)
+
+    section = temperature_section(evaluation(labels, scores), evaluation(labels, scores))
+    assert section['temperature'] is None and 'after' not in section
+    assert 'perfectly separated' in section['not_fitted']
+    assert section['before']['accuracy'] == 1.0

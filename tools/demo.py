@@ -18,6 +18,7 @@ from typing import Sequence
 
 from hifuse_mm import engine
 from hifuse_mm.cli import test_config, test_parser, test_report, train_config, train_parser
+from hifuse_mm.cli.test import write_html
 from hifuse_mm.datasets import make_demo_dataset, read_classes
 from hifuse_mm.datasets.demo import MARKER
 from hifuse_mm.engine.runs import ReportExistsError, run_test_with_report, run_train
@@ -87,6 +88,7 @@ def main() -> None:
                                                    out=test_args.out, out_item=test_args.out_item)
     except ReportExistsError as err:
         raise SystemExit(f'error: {err}') from None
+    write_html(report_dir)  # report.html: the one-file report (docs/report.md)
 
     chance = 100.0 / len(classes)
     print('\n' + '=' * 72)
@@ -95,7 +97,7 @@ def main() -> None:
     print(f'  training log:                    {train_log}')
     print(f'  test metrics:                    {metrics_file.resolve()}')
     if report_dir is not None:
-        print('  test report (metrics.json, predictions.csv, confusion_matrix.png, roc.png):')
+        print('  test report (report.html, metrics.json, predictions.csv, figures):')
         print(f'                                   {report_dir.resolve()}')
     for key, value in metrics.items():
         if isinstance(value, float):

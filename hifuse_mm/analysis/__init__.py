@@ -12,6 +12,8 @@
 * :func:`mcnemar_exact`, :func:`paired_bootstrap` (:mod:`.paired_tests`) and
   :func:`compare_predictions` (:mod:`.compare`) — paired tests of two runs on the same test
   images from their ``predictions.csv`` (``tools/analysis_tools/compare_runs.py``).
+* :mod:`.html_report` — the one-file HTML evaluation report of one or more runs
+  (``tools/analysis_tools/report.py``, ``tools/test.py --html``). Imported by name.
 """
 from .compare import Comparison, compare_predictions, comparison_markdown
 from .complexity import config_complexity, config_input_shape, model_complexity, run_complexity

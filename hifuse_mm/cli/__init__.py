@@ -1,4 +1,5 @@
-"""Command-line front ends behind ``tools/train.py``, ``tools/test.py`` and ``tools/kfold.py``.
+"""Command-line front ends behind ``tools/train.py``, ``tools/test.py``, ``tools/kfold.py``,
+``tools/seeds.py`` and ``tools/analysis_tools/report.py``.
 
 They keep MMPretrain 1.2's CLI (same arguments, same meaning) and add what this stack needs:
 each main first calls :func:`hifuse_mm.engine.install` (the run-safety layer, explicitly and

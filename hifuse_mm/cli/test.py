@@ -57,14 +57,46 @@ def test_report(args: argparse.Namespace) -> ReportOptions:
                          else args.threshold, target_specificity=args.target_specificity)
 
 
+def add_html_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--html``: also write the HTML evaluation report of the run just tested."""
+    parser.add_argument('--html', action='store_true',
+                        help='also write report.html into the report folder: one '
+                        'self-contained HTML report of this run (tools/analysis_tools/'
+                        'report.py, docs/report.md)')
+    return parser
+
+
+def write_html(report_dir: Optional[Path], trust_checkpoint: bool = False) -> None:
+    """Write ``report_dir/report.html`` (:mod:`hifuse_mm.analysis.html_report`); nothing on
+    ranks that wrote no report."""
+    if report_dir is None:
+        return
+    from ..analysis import RunResultError
+    from ..analysis.html_report import HtmlReportOptions, write_html_report
+
+    out = report_dir / 'report.html'
+    argv = ['python', 'tools/analysis_tools/report.py', str(report_dir), '--out', str(out)]
+    try:
+        write_html_report([report_dir], out, HtmlReportOptions(
+            trust_checkpoint=trust_checkpoint, argv=argv))
+    except (RunResultError, FileExistsError) as err:
+        raise SystemExit(f'error: {err}') from None
+    print(f'HTML report: {out}')
+
+
 def test_main(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point of ``tools/test.py``."""
     engine.install()
-    args = test_parser().parse_args(argv)
+    args = add_html_flag(test_parser()).parse_args(argv)
     check_launcher(args.launcher, 'test')
+    if args.html and args.no_report:
+        raise SystemExit('error: --html builds on the test report; drop --no-report')
     with clear_errors(), engine.trust_all_checkpoints(args.trust_checkpoint):
         cfg = test_config(args)
         check_checkpoints(cfg, 'CHECKPOINT')
         with config_key_errors(cfg), config_errors():
-            run_test_with_report(cfg, test_report(args), out=args.out, out_item=args.out_item)
+            _, report_dir = run_test_with_report(cfg, test_report(args), out=args.out,
+                                                 out_item=args.out_item)
+    if args.html:
+        write_html(report_dir, args.trust_checkpoint)
     close_process_group()

@@ -133,6 +133,7 @@ def run_test_with_report(cfg: Config, report: Optional[ReportOptions] = None,
     report_dir = Path(runner.log_dir)
     classes = metric.last.evaluation.classes
     extra = dict(config=report.config, checkpoint=report.checkpoint,
+                 environment=run_environment(runner),
                  operating_points=operating_points_section(
                      metric.last, metric.pos_label, classes, report.bootstrap,
                      report.bootstrap_seed))
@@ -142,9 +143,11 @@ def run_test_with_report(cfg: Config, report: Optional[ReportOptions] = None,
             extra['threshold'] = threshold_section(val, metric.last, metric.pos_label, classes,
                                                    report.target_specificity)
         if report.calibrate:
-            extra['temperature_scaling'] = temperature_section(val, metric.last)
-            runner.logger.info('Temperature fitted on val: '
-                               f'{extra["temperature_scaling"]["temperature"]:.4f}')
+            scaling = extra['temperature_scaling'] = temperature_section(val, metric.last)
+            if scaling['temperature'] is None:
+                runner.logger.warning(f'No temperature fitted on val: {scaling["not_fitted"]}')
+            else:
+                runner.logger.info(f'Temperature fitted on val: {scaling["temperature"]:.4f}')
     try:
         paths = write_test_report(
             metric.last, report_dir, metrics, bootstrap=report.bootstrap,
@@ -155,6 +158,26 @@ def run_test_with_report(cfg: Config, report: Optional[ReportOptions] = None,
         raise ReportExistsError(str(err)) from None
     runner.logger.info('Test report: ' + ', '.join(str(p) for p in paths.values()))
     return metrics, report_dir
+
+
+def run_environment(runner: Runner) -> dict:
+    """Versions and device of the test run, recorded in ``metrics.json`` (``environment``) for
+    the HTML report's run facts."""
+    import platform
+
+    import mmcv
+    import mmpretrain
+    import torchvision
+
+    from ..version import __version__
+    device = next(runner.model.parameters()).device
+    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else \
+        f'{platform.machine()}, {torch.get_num_threads()} threads'
+    return {'hifuse-mm': __version__, 'python': platform.python_version(),
+            'torch': torch.__version__, 'torchvision': torchvision.__version__,
+            'mmengine': mmengine.__version__, 'mmcv': mmcv.__version__,
+            'mmpretrain': mmpretrain.__version__, 'device': f'{device.type} ({name})',
+            'platform': platform.platform()}
 
 
 def validation_predictions(runner: Runner, ece_bins: int) -> SimpleNamespace:

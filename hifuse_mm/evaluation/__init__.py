@@ -11,6 +11,6 @@ from .report import REPORT_FILES, write_test_report
 
 __all__ = [
     'AtomicDumpResults', 'Evaluation', 'LastEvaluation', 'MedicalMetricWarning',
-    'MedicalMetrics', 'PER_CLASS_KEYS', 'REPORT_FILES', 'SUMMARY_KEYS', 'bootstrap_intervals', 'evaluate_predictions',
-    'write_test_report'
+    'MedicalMetrics', 'PER_CLASS_KEYS', 'REPORT_FILES', 'SUMMARY_KEYS', 'bootstrap_intervals',
+    'evaluate_predictions', 'write_test_report'
 ]

@@ -1,5 +1,6 @@
 """Report figures: the confusion matrix (counts and row-normalised), per-class ROC and
-precision-recall curves and the reliability diagram (with the sample count of every confidence bin).
+precision-recall curves and the reliability diagram (with the sample count of every confidence
+bin).
 
 Matplotlib's object-oriented API with the Agg canvas: no pyplot state, no GUI backend, no
 change to the process-wide backend. A figure is rendered into memory first and then written

@@ -9,7 +9,8 @@
                            "support"}, ...},
      "confusion_matrix": [[...]],                  rows = true class, columns = predicted
      "bootstrap": {...},                           only with --bootstrap N
-     "warnings": [...], "config": ..., "checkpoint": ...}
+     "warnings": [...], "config": ..., "checkpoint": ...,
+     "environment": {...}}                         versions, device (tools/test.py)
 
 Undefined values (NaN) are written as ``null`` (JSON has no NaN). ``predictions.csv`` has one
 row per test image in dataset order: ``image,label,prediction,prob_<class>...`` (the image path

@@ -9,7 +9,11 @@ Definitions (``z`` the ``[n, C]`` logits, ``y`` the ``[n]`` labels, ``T > 0``):
   ``[log T_min, log T_max]`` (default ``[0.01, 100]``) with
   ``scipy.optimize.minimize_scalar(method='bounded')``. If the optimum found is not below
   ``NLL(1)`` (a flat or already calibrated case), ``T = 1`` is returned, so the fitted NLL
-  on the fitting set is never worse than the uncalibrated one.
+  on the fitting set is never worse than the uncalibrated one. If the optimum lies at a bound
+  of the search, there is no temperature to fit: :class:`TemperatureFitError` says why. The
+  usual cause is a fitting set whose predictions are all right with a margin (perfectly
+  separated): the NLL then keeps falling as ``T -> 0``, and the "fit" would only sharpen the
+  probabilities to 0 / 1, which makes every future error infinitely costly.
 
 Dividing by a positive constant keeps the order of every row's logits, so the predicted class
 (and accuracy) is unchanged; only the confidence moves. Fit on the validation split, apply to the
@@ -25,6 +29,10 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
 DEFAULT_BOUNDS = (1e-2, 1e2)
+
+
+class TemperatureFitError(ValueError):
+    """The NLL has no minimum inside the search bounds (e.g. a perfectly separated split)."""
 
 
 def _check_temperature(temperature: float) -> float:
@@ -70,7 +78,8 @@ def fit_temperature(logits, labels, bounds: Tuple[float, float] = DEFAULT_BOUNDS
                     xatol: float = 1e-6) -> float:
     """The temperature minimising :func:`nll` on ``(logits, labels)`` (validation split).
 
-    Raises ``ValueError`` on an empty split or bad bounds (``0 < low < high``).
+    Raises ``ValueError`` on an empty split or bad bounds (``0 < low < high``), and
+    :class:`TemperatureFitError` when the optimum lies at a bound.
     """
     low, high = (float(b) for b in bounds)
     if not (0 < low < high and math.isfinite(high)):
@@ -87,5 +96,18 @@ def fit_temperature(logits, labels, bounds: Tuple[float, float] = DEFAULT_BOUNDS
                             method='bounded', options=dict(xatol=xatol))
     temperature = float(math.exp(found.x))
     if not low <= 1.0 <= high or objective(found.x) < objective(0.0):
+        # No inner minimum: the NLL at a bound is as low as at the point found (a perfectly
+        # separated split flattens to ~0 towards T -> 0, so the search stops on the plateau).
+        at_bound = min(objective(math.log(low)), objective(math.log(high)))
+        if at_bound <= objective(found.x) + 1e-12:
+            temperature = low if objective(math.log(low)) <= objective(math.log(high)) else high
+            correct = float(np.mean(z.argmax(1) == y))
+            why = (f'all {len(y)} predictions of the fitting set are right and the NLL keeps '
+                   'falling as T -> 0 (a perfectly separated split)' if correct == 1.0 and
+                   temperature < 1 else f'{correct:.1%} of its predictions are right')
+            raise TemperatureFitError(
+                f'the NLL has no minimum for T within [{low:g}, {high:g}] (it is lowest at the '
+                f'bound T = {temperature:g}): {why}. Temperature scaling needs a '
+                'fitting split on which the model makes errors; none was fitted.')
         return temperature
     return 1.0

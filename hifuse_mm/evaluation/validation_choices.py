@@ -26,7 +26,7 @@ from .calibration import NLL_EPSILON, calibration_metrics
 from .medical_metrics import LastEvaluation
 from .operating_points import (apply_class_thresholds, choose_class_thresholds,
                                operating_points)
-from .temperature import apply_temperature, fit_temperature
+from .temperature import TemperatureFitError, apply_temperature, fit_temperature
 
 
 def json_plain(value: Any) -> Any:
@@ -79,16 +79,23 @@ def _logits(scores: np.ndarray) -> np.ndarray:
 
 
 def temperature_section(val: LastEvaluation, test: LastEvaluation) -> Dict[str, Any]:
-    """Temperature fitted on ``val``, test metrics before and after (module docstring)."""
-    temperature = fit_temperature(_logits(val.scores), val.labels)
-    scaled = apply_temperature(_logits(test.scores), temperature)
+    """Temperature fitted on ``val``, test metrics before and after (module docstring).
 
+    When no temperature can be fitted (:class:`.temperature.TemperatureFitError`, e.g. a
+    perfectly separated validation split), ``temperature`` is None, ``not_fitted`` says why and
+    there is no ``after``."""
     def summary(scores: np.ndarray) -> Dict[str, float]:
         accuracy = float(np.mean(scores.argmax(1) == test.labels)) if len(test.labels) \
             else math.nan
         return dict(accuracy=accuracy,
                     **calibration_metrics(test.labels, scores, test.ece_bins))
 
-    return json_plain(dict(fitted_on='val', temperature=temperature,
-                           before=summary(np.asarray(test.scores, np.float64)),
+    before = summary(np.asarray(test.scores, np.float64))
+    try:
+        temperature = fit_temperature(_logits(val.scores), val.labels)
+    except TemperatureFitError as err:
+        return json_plain(dict(fitted_on='val', temperature=None, not_fitted=str(err),
+                               before=before))
+    scaled = apply_temperature(_logits(test.scores), temperature)
+    return json_plain(dict(fitted_on='val', temperature=temperature, before=before,
                            after=summary(scaled)))
