@@ -1,11 +1,11 @@
-"""Fast paths (hifuse_mm.models.fast_paths) compute what the plain path does.
+"""The models with their optimised implementations compute what the reference models do.
 
-Each fast path is checked against the plain path on the same module:
-fp32 to 1e-5 (:data:`FP32_TOL`; outputs, input gradients and parameter
-gradients, in eval and train mode), and bf16 autocast (fast) against fp32
-(plain) within :data:`BF16_TOL` (relative to the output's scale). Then
-the speed helpers (autocast, compile fallback) and the benchmark tool in a
-short mode.
+``impl='auto'`` (the per-device selections of hifuse_mm.models.ops, what a model is built
+with) against ``impl='reference'`` (the plain layers) on whole narrow HiFuse / HEMF models:
+fp32 to 1e-5 (outputs; gradients to :data:`MODEL_FP32_TOL`), bf16 autocast within
+:data:`BF16_TOL` of the fp32 reference; then what builds and counts models with either (the
+complexity count, the ``HIFUSE_FAST_PATHS`` variable), the speed helpers (autocast, compile
+fallback) and the benchmark tool in a short mode. Each op alone: tests/test_model_ops.py.
 """
 import copy
 import json
@@ -20,44 +20,23 @@ from mmpretrain.registry import MODELS
 
 import hifuse_mm  # noqa: F401
 from mmengine.logging import MMLogger
-from hifuse_mm.models import fast_paths
-from hifuse_mm.models.layers import (BatchNorm2d, DepthwiseConv2d, EGFStage,
-                                     Im2colConv2d, LayerNorm2d,
-                                     ManhattanRelPos2d,
-                                     ManhattanSelfAttention,
-                                     MultiHeadExternalAttention, PatchMerging2x2,
-                                     PointwiseConv2d, WindowAttention)
-from hifuse_mm.models.layers.autocast_weights import Linear
-from hifuse_mm.models.layers.manhattan_attention import fast_softmax_last_dim
+from hifuse_mm.models.ops import selected, use_impl
 from hifuse_mm.utils import speed
 from helpers import REPO
 from tiny_config import NARROW_HIFUSE
 
-FAST_PATHS_FILE = REPO / 'hifuse_mm' / 'models' / 'fast_paths.py'
-#: fp32: max |fast - plain| <= FP32_TOL * max(1, max |plain|) for outputs
-#: and gradients (a parameter's gradient sums thousands of products, so
-#: its rounding scales with its size).
+#: fp32 outputs: max |auto - reference| <= FP32_TOL * max(1, max |reference|).
 FP32_TOL = 1e-5
-#: A whole model chains dozens of fast paths (each checked at FP32_TOL), so the
-#: rounding differences of its activations add up; its gradients are compared at
-#: twice that.
+#: A whole model chains dozens of optimised ops (each checked at FP32_TOL in
+#: tests/test_model_ops.py), so the rounding differences of its activations add up; its
+#: gradients are compared at twice that.
 MODEL_FP32_TOL = 2e-5
-#: bf16 autocast (fast) vs fp32 (plain): max |difference| <= BF16_TOL * max
-#: |fp32 output| (bf16 keeps 8 significant bits: 2^-8 = 0.4% per rounding).
+#: bf16 autocast (auto) vs fp32 (reference): max |difference| <= BF16_TOL * max |fp32|.
 BF16_TOL = 3e-2
 
 
-def plain_and_fast(fn):
-    """``fn()`` with the fast paths off, then on."""
-    with fast_paths.fast_paths(False):
-        plain = fn()
-    with fast_paths.fast_paths(True):
-        fast = fn()
-    return plain, fast
-
-
 def assert_close(a, b, tol=FP32_TOL):
-    """Every tensor: max |fast - plain| <= 1e-5 * max(1, max |plain|)."""
+    """Every tensor: max |b - a| <= tol * max(1, max |a|)."""
     a = a if isinstance(a, tuple) else (a, )
     b = b if isinstance(b, tuple) else (b, )
     assert len(a) == len(b)
@@ -67,297 +46,20 @@ def assert_close(a, b, tol=FP32_TOL):
         assert err <= tol * max(1., x.abs().max().item()), (i, err)
 
 
-def assert_bf16_close(ref: torch.Tensor, out: torch.Tensor) -> None:
-    assert out.dtype in (torch.bfloat16, torch.float32)
-    err = (out.float() - ref.float()).abs().max().item()
-    assert err <= BF16_TOL * ref.abs().max().item(), err
-
-
-def forward_backward(module, *inputs, fast=True):
-    """Output, input gradients and parameter gradients of ``module``."""
+def forward_backward(module, x):
+    """Output, input gradient and parameter gradients of ``module``."""
     module.zero_grad(set_to_none=True)
-    inputs = [x.detach().clone().requires_grad_() for x in inputs]
-    with fast_paths.fast_paths(fast):
-        out = module(*inputs)
-    out = out[0] if isinstance(out, tuple) else out
+    x = x.detach().clone().requires_grad_()
+    out = module(x)
     weight = torch.linspace(-1, 1, out.numel()).view(out.shape)
-    with fast_paths.fast_paths(fast):
-        (out.float() * weight).sum().backward()
-    grads = tuple(x.grad for x in inputs) + tuple(
+    (out.float() * weight).sum().backward()
+    return (out.detach(), x.grad) + tuple(
         p.grad for p in module.parameters() if p.grad is not None)
-    return (out.detach(), ) + grads
-
-
-def check_module(module, *inputs, train=True, bf16=True, tol=FP32_TOL):
-    """fp32 fast == plain (eval, and train with gradients); bf16 close."""
-    module.eval()
-    with torch.no_grad():
-        plain, fast = plain_and_fast(lambda: module(*inputs))
-    assert_close(plain, fast, tol)
-    if train:
-        # Train mode updates BatchNorm statistics: run both paths from the
-        # same state, then restore it.
-        state = copy.deepcopy(module.state_dict())
-        module.train()
-        plain_g = forward_backward(module, *inputs, fast=False)
-        module.load_state_dict(state)
-        fast_g = forward_backward(module, *inputs, fast=True)
-        module.load_state_dict(state)
-        assert len(plain_g) == len(fast_g)
-        assert_close(plain_g, fast_g, tol)
-        module.eval()
-    if bf16:
-        with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
-            with fast_paths.fast_paths(True):
-                low = module(*inputs)
-        assert_bf16_close(plain, low)
-    return plain, fast
-
-
-class Call(nn.Module):
-    """``module(x, *extra)`` as a one-input module."""
-
-    def __init__(self, module, *extra):
-        super().__init__()
-        self.module = module
-        self.extra = extra
-
-    def forward(self, x):
-        out = self.module(x, *self.extra)
-        return out[0] if isinstance(out, tuple) else out
-
-
-def channels_last(*shape):
-    return torch.randn(*shape).contiguous(memory_format=torch.channels_last)
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_restore():
+def _seed():
     torch.manual_seed(0)
-    old = fast_paths.enabled()
-    yield
-    fast_paths.set_enabled(old)
-
-
-# -- the switch ---------------------------------------------------------------
-
-
-def test_switch_default_and_context():
-    assert fast_paths.enabled()
-    with fast_paths.fast_paths(False):
-        assert not fast_paths.enabled()
-        with fast_paths.fast_paths(True):
-            assert fast_paths.enabled()
-        assert not fast_paths.enabled()
-    assert fast_paths.enabled()
-    with pytest.raises(RuntimeError):
-        with fast_paths.fast_paths(False):
-            raise RuntimeError
-    assert fast_paths.enabled()
-    assert fast_paths.set_enabled(False) is True
-    assert fast_paths.set_enabled(True) is False
-
-
-def test_env_var_turns_default_off():
-    # The module alone (importing the package would take seconds).
-    code = ('import importlib.util as u; '
-            f's = u.spec_from_file_location("f", {str(FAST_PATHS_FILE)!r}); '
-            'm = u.module_from_spec(s); s.loader.exec_module(m); '
-            'print(m.enabled())')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                         text=True, cwd=REPO,
-                         env={'HIFUSE_FAST_PATHS': '0', 'PATH': ''})
-    assert out.stdout.strip() == 'False', out.stderr
-
-
-# -- each fast path -------------------------------------------------------------
-
-
-@pytest.mark.parametrize('layout', ['nchw', 'channels_last'])
-def test_layer_norm_2d(layout):
-    norm = LayerNorm2d(24, eps=1e-6)
-    nn.init.normal_(norm.weight)
-    nn.init.normal_(norm.bias)
-    x = torch.randn(2, 24, 5, 7)
-    if layout == 'channels_last':
-        x = x.contiguous(memory_format=torch.channels_last)
-    _, fast = check_module(norm, x)
-    assert fast.is_contiguous(memory_format=torch.channels_last)
-
-
-@pytest.mark.parametrize('shift,size', [(0, 14), (3, 14), (3, 7), (3, 9)])
-def test_window_attention(shift, size):
-    attn = WindowAttention(
-        embed_dims=32, num_heads=2, window_size=7, shift_size=shift,
-        pad_small_map=True)
-    attn.init_weights()
-    nn.init.normal_(attn.w_msa.relative_position_bias_table)
-    check_module(Call(attn, (size, size)), torch.randn(2, size * size, 32))
-
-
-def test_window_attention_grads_reach_the_bias_table():
-    attn = WindowAttention(32, 2, 7, shift_size=3, pad_small_map=True)
-    nn.init.normal_(attn.w_msa.relative_position_bias_table)
-    attn.train()
-    x = torch.randn(2, 14 * 14, 32)
-    grads = []
-    for flag in (False, True):
-        attn.zero_grad()
-        with fast_paths.fast_paths(flag):
-            attn(x, (14, 14)).square().sum().backward()
-        grads.append(attn.w_msa.relative_position_bias_table.grad.clone())
-    assert_close(grads[0], grads[1])
-
-
-def test_patch_merging():
-    merge = PatchMerging2x2(16, 32, bias=False)
-    nn.init.normal_(merge.norm.weight)
-    assert merge(torch.randn(1, 60, 16), (6, 10))[1] == (3, 5)
-    check_module(Call(merge, (6, 10)), torch.randn(2, 6 * 10, 16))
-
-
-def test_pointwise_conv():
-    conv = PointwiseConv2d(24, 40)
-    _, fast = check_module(conv, channels_last(2, 24, 6, 5))
-    assert fast.is_contiguous(memory_format=torch.channels_last)
-    check_module(conv, torch.randn(2, 24, 1, 1))  # channel-attention shape
-    check_module(conv, torch.randn(2, 24, 6, 5))  # NCHW: nn.Conv2d path
-
-
-def test_im2col_conv():
-    conv = Im2colConv2d(24, 64, 3, padding=1)
-    x = channels_last(2, 24, 5, 5)  # 50 pixels < 64 output channels
-    assert conv._use_im2col(x)
-    check_module(conv, x)
-    assert not conv._use_im2col(channels_last(4, 24, 5, 5))
-
-
-def test_depthwise_conv_bf16_training_runs_fp32():
-    conv = DepthwiseConv2d(16, 5)
-    x = channels_last(2, 16, 12, 12).requires_grad_()
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        out = conv(x)
-        with torch.no_grad():
-            assert conv(x).dtype == torch.bfloat16  # inference unchanged
-    assert out.dtype == torch.float32
-    with fast_paths.fast_paths(False), torch.autocast(
-            'cpu', dtype=torch.bfloat16):
-        assert conv(x).dtype == torch.bfloat16
-    check_module(conv, channels_last(2, 16, 12, 12))
-
-
-def test_external_attention_double_normalization():
-    mhea = MultiHeadExternalAttention(32, num_heads=4, memory_size=16)
-    nn.init.normal_(mhea.key_memory.weight, std=0.5)  # a non-uniform softmax
-    nn.init.normal_(mhea.value_memory.weight, std=0.5)
-    check_module(mhea, channels_last(2, 32, 9, 7))
-    check_module(mhea, torch.randn(2, 32, 6, 6))
-
-
-def _bf16_inference(module, x, fast=True):
-    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
-        with fast_paths.fast_paths(fast):
-            return module(x)
-
-
-@pytest.mark.parametrize('make,shape', [
-    (lambda: Linear(8, 16), (3, 8)),
-    (lambda: PointwiseConv2d(8, 16), (2, 8, 5, 5)),
-    (lambda: Im2colConv2d(8, 16, 3, padding=1), (1, 8, 3, 3)),
-])
-def test_autocast_weight_cache(make, shape):
-    """Inference under autocast reuses one cast of the weights; the output is
-    bit-identical to autocast's own cast, and any change of the weights (in
-    place, load_state_dict, train()/eval()) is seen."""
-    module = make().eval()
-    x = torch.randn(*shape)
-    if x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    ref = _bf16_inference(module, x, fast=False)
-    out = _bf16_inference(module, x)
-    assert torch.equal(out, ref)
-    cached = module._autocast_weights['weight'][1]
-    assert cached.dtype == torch.bfloat16
-    assert torch.equal(_bf16_inference(module, x), ref)
-    assert module._autocast_weights['weight'][1] is cached  # reused
-    with torch.no_grad():  # an optimizer step: in place
-        module.weight.mul_(-2)
-    changed = _bf16_inference(module, x, fast=False)
-    assert not torch.equal(changed, ref)
-    assert torch.equal(_bf16_inference(module, x), changed)
-    module.load_state_dict({k: v * 3 for k, v in module.state_dict().items()})
-    assert torch.equal(_bf16_inference(module, x),
-                       _bf16_inference(module, x, fast=False))
-    module.eval()  # drops the cache (covers writes through .data)
-    assert '_autocast_weights' not in module.__dict__
-    # Training and autograd neither use nor fill it.
-    module.train()
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        module(x)
-    module.eval()
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        module(x.requires_grad_())
-    assert '_autocast_weights' not in module.__dict__
-    assert '_autocast_weights' not in copy.deepcopy(module).__dict__
-
-
-def test_batch_norm_gradient_layout():
-    """Same values and gradients; the BatchNorm backward gets a channels-last gradient even
-    when the next op hands back an NCHW one."""
-    bn = BatchNorm2d(8)
-    nn.init.normal_(bn.weight)
-    check_module(bn, channels_last(2, 8, 5, 6))
-    x = channels_last(2, 8, 5, 6).requires_grad_()
-    for fast in (False, True):
-        seen = []
-        with fast_paths.fast_paths(fast):
-            y = bn(x)
-        # Hooks run in order: this one sees the gradient the BatchNorm backward will get.
-        y.register_hook(lambda g: seen.append(
-            g.is_contiguous(memory_format=torch.channels_last) and not g.is_contiguous()))
-        (y.contiguous() * torch.randn(2, 8, 5, 6)).sum().backward()  # hands back NCHW
-        assert seen == [fast]
-
-
-@pytest.mark.parametrize('decomposed,size', [(True, 48), (True, 12),
-                                             (False, 8)])
-def test_manhattan_self_attention(decomposed, size):
-    # 48x48 tokens reach the fused kernel (FUSED_MIN_TOKENS).
-    attn = ManhattanSelfAttention(16, 2, decomposed)
-    rel_pos = ManhattanRelPos2d(16, 2)((size, size), decomposed)
-    check_module(Call(attn, rel_pos), torch.randn(2, size, size, 16))
-
-
-@pytest.mark.parametrize('length', [7, 28, 32, 56, 64])
-def test_masa_bf16_softmax(length):
-    """The fast path's bf16 softmax is the bf16 rounding of the fp32 one
-    (computed in fp32 where the bf16 kernel is slow) and has torch's bf16
-    softmax gradient for that output; in fp32 it is torch.softmax."""
-    x = (torch.randn(3, 5, length) * 4).to(torch.bfloat16).requires_grad_()
-    out = fast_softmax_last_dim(x)
-    assert out.dtype == torch.bfloat16
-    ref = torch.softmax(x.float(), -1)
-    assert (out.float() - ref).abs().max().item() <= 2**-8
-    if length >= 16 and length % 32:
-        assert torch.equal(out, ref.to(torch.bfloat16))
-    else:
-        assert torch.equal(out, torch.softmax(x, -1))
-    grad = torch.randn_like(out)
-    out.backward(grad)
-    expected = torch._softmax_backward_data(grad, out.detach(), -1,
-                                            torch.bfloat16)
-    assert torch.equal(x.grad, expected)
-    y = torch.randn(2, length)
-    assert torch.equal(fast_softmax_last_dim(y), torch.softmax(y, -1))
-
-
-def test_egf_stage_output_layout():
-    stage = EGFStage(16, 1, 2)
-    x = channels_last(1, 16, 6, 6)
-    plain, fast = plain_and_fast(lambda: stage(x))
-    assert plain.is_contiguous()
-    assert fast.is_contiguous(memory_format=torch.channels_last)
-    assert_close(plain, fast)
 
 
 # -- whole models -------------------------------------------------------------
@@ -379,11 +81,12 @@ SMALL_HEMF = dict(
     head=dict(type='LinearClsHead', num_classes=3, in_channels=128))
 
 
-def build(cfg, **neck):
+def build(cfg, impl='auto', **neck):
     # init_weights logs every parameter at INFO through the current logger.
     if not MMLogger.check_instance_created('test_fast_paths'):
         MMLogger.get_instance('test_fast_paths', log_level='WARNING')
-    model = MODELS.build({**cfg, 'neck': {**cfg['neck'], **neck}})
+    model = MODELS.build({**cfg, 'backbone': {**cfg['backbone'], 'impl': impl},
+                          'neck': {**cfg['neck'], 'impl': impl, **neck}})
     model.init_weights()
     return model
 
@@ -408,38 +111,68 @@ class Features(nn.Module):
 ], ids=['hifuse-paper', 'hifuse-released', 'hemf'])
 def test_whole_model(cfg, neck):
     model = build(cfg, **neck)
-    # 224 px: HEMF's stage 1 (56x56) reaches the fused MaSA kernel.
+    assert selected(model.backbone) and selected(model.neck)
+    features = Features(model)
+    # 224 px: HEMF's stage 1 (56x56) reaches the fused / per-image MaSA.
     size = 224 if cfg is SMALL_HEMF else 96
     x = torch.randn(2, 3, size, size)
-    check_module(Features(model), x, tol=MODEL_FP32_TOL)
     model.eval()
     with torch.no_grad():
-        plain, fast = plain_and_fast(lambda: model(x, mode='tensor'))
+        fast = features(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            low = features(x)
+        logits = model(x, mode='tensor')
+        with use_impl(model, 'reference'):
+            plain = features(x)
+            plain_logits = model(x, mode='tensor')
     assert_close(plain, fast)
+    assert_close(plain_logits, logits)
+    err = (low.float() - plain).abs().max().item()
+    assert err <= BF16_TOL * plain.abs().max().item(), err
+    # Training: the same outputs and gradients from the same state.
+    state = copy.deepcopy(model.state_dict())
+    model.train()
+    fast = forward_backward(features, x)
+    model.load_state_dict(state)
+    with use_impl(model, 'reference'):
+        plain = forward_backward(features, x)
+    assert_close(plain, fast, MODEL_FP32_TOL)
 
 
 def test_backbone_maps_match_and_state_dict_is_unchanged():
     model = build(SMALL_HIFUSE)
+    reference = build(SMALL_HIFUSE, impl='reference')
+    assert list(model.state_dict()) == list(reference.state_dict())
+    reference.load_state_dict(model.state_dict())
+    model.eval(), reference.eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        plain, fast = plain_and_fast(lambda: model.backbone(x))
+        fast, plain = model.backbone(x), reference.backbone(x)
     for p_maps, f_maps in zip(plain, fast):
         assert_close(tuple(p_maps), tuple(f_maps))
+        assert all(m.is_contiguous(memory_format=torch.channels_last) for m in f_maps)
+        assert all(m.is_contiguous() for m in p_maps)
     keys = set(model.state_dict())
     assert 'backbone.global_stages.0.blocks.0.attn.w_msa.qkv.weight' in keys
     assert 'neck.blocks.0.fusion.local_proj.conv.weight' in keys
 
 
-def test_complexity_counts_the_plain_path():
+def test_complexity_counts_the_reference():
     from hifuse_mm.analysis.complexity import model_complexity
     model = build(SMALL_HIFUSE)
-    with fast_paths.fast_paths(True):
-        on = model_complexity(model, (64, 64))
-    with fast_paths.fast_paths(False):
-        off = model_complexity(model, (64, 64))
-    assert on == off
-    assert on['flops'] > on['flops_no_attention']
-    assert fast_paths.enabled()
+    chosen = selected(model)
+    fast = model_complexity(model, (64, 64))
+    assert selected(model) == chosen  # the selection is restored
+    assert model_complexity(build(SMALL_HIFUSE, impl='reference'), (64, 64)) == fast
+    assert fast['flops'] > fast['flops_no_attention']
+
+
+def test_environment_variable_is_read_at_build(monkeypatch):
+    monkeypatch.setenv('HIFUSE_FAST_PATHS', '0')
+    model = build(SMALL_HIFUSE)
+    monkeypatch.delenv('HIFUSE_FAST_PATHS')
+    assert selected(model) == {}  # built with the reference: stays so
+    assert selected(build(SMALL_HIFUSE))
 
 
 # -- speed helpers ------------------------------------------------------------
@@ -525,3 +258,51 @@ def test_benchmark_tool_compare(tmp_path):
         (False, 'fp32'), (True, 'fp32')]
     assert results[0]['speedup'] == 1.0
     assert '| fp32 no-fast |' in stdout and '| fp32 fast |' in stdout
+
+
+# -- the GPU check ---------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has CUDA')
+def test_gpu_check_without_cuda_skips(tmp_path, capsys):
+    from hifuse_mm.analysis.gpu_check import main
+    out = tmp_path / 'gpu.json'
+    assert main(['--out', str(out)]) == 0
+    assert json.loads(out.read_text())['skipped'] == 'no CUDA device'
+    assert 'no CUDA device' in capsys.readouterr().out
+
+
+def test_gpu_check_smoke_on_the_cpu(tmp_path):
+    """The GPU check's steps on the CPU with narrow models: training (losses finite and
+    falling), torch.compile against eager (dynamo's eager backend here), one JSON."""
+    from hifuse_mm.analysis.gpu_check import main
+    out = tmp_path / 'gpu.json'
+    code = main(['--out', str(out), '--device', 'cpu', '--archs', 'narrow_hifuse',
+                 'narrow_hemf', '--compile-archs', 'narrow_hifuse', '--compile-backend',
+                 'eager', '--size', '32', '--steps', '3', '--batch', '2',
+                 '--bench-batch', '2', '--iters', '1', '--skip', 'parity', 'bench'])
+    report = json.loads(out.read_text())
+    assert code == 0 and report['ok'], report['failures']
+    assert report['environment']['implementations']['masa_cpu_tuned'] == 4  # one per stage
+    assert [(r['arch'], r['precision']) for r in report['train']] == [
+        ('narrow_hifuse', 'bf16'), ('narrow_hemf', 'bf16')]
+    for r in report['train']:
+        assert len(r['losses']) == 3 and r['finite'] and r['losses'][-1] < r['losses'][0]
+    compiled, = report['compile']
+    assert compiled['ok'] and compiled['infer_rel_err'] <= 1e-4
+    assert compiled['train_fp32_compiled_images_per_s'] > 0
+    assert report['parity'] == report['bench'] == 'skipped (--skip)'
+
+
+def test_gpu_check_parity_rule_is_the_tests_rule():
+    from hifuse_mm.analysis.gpu_check import generate_state_dict
+    from parity_utils import generate_state_dict as tests_rule
+    manifest = [('a.weight', (4, 3, 2, 2), 'param'), ('a.bias', (4, ), 'param'),
+                ('bn.weight', (4, ), 'param'), ('bn.running_mean', (4, ), 'running_mean'),
+                ('bn.running_var', (4, ), 'running_var'),
+                ('bn.num_batches_tracked', (), 'num_batches_tracked'),
+                ('pos.index', (9, ), 'buffer')]
+    ours, theirs = generate_state_dict(manifest, 'x'), tests_rule(manifest, 'x')
+    assert list(ours) == list(theirs) == ['a.weight', 'a.bias', 'bn.weight',
+                                          'bn.running_mean', 'bn.running_var']
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)

@@ -1,18 +1,20 @@
-"""Do a model's predictions change with the precision and the fast paths?
+"""Do a model's predictions change with the precision and the optimised implementations?
 
 :func:`prediction_agreement` runs a classifier over a dataloader once per
-*setting* (precision + fast paths on/off) and compares the top-1 classes
-with the reference setting (fp32, plain path). Behind
+*setting* (precision + ``fast``: the optimised implementations,
+``impl='auto'``, or the plain reference ones, ``impl='reference'``; see
+:mod:`hifuse_mm.models.ops`) and compares the top-1
+classes with the reference setting (fp32, plain). Behind
 ``tools/analysis_tools/precision_agreement.py``.
 """
 from typing import Dict, Iterable, List, Sequence, Tuple
 
 import torch
 
-from ..models.fast_paths import fast_paths
+from ..models.ops import use_impl
 from ..utils.speed import autocast_context, warn_slow_precision
 
-#: (precision, fast paths) pairs; the first is the reference.
+#: (precision, fast) pairs; the first is the reference.
 DEFAULT_SETTINGS: Tuple[Tuple[str, bool], ...] = (
     ('fp32', False), ('fp32', True), ('bf16', True))
 
@@ -28,7 +30,7 @@ def collect_logits(model: torch.nn.Module, batches: Sequence[dict],
     """Logits (fp32, ``[N, classes]``) of ``model`` over preprocessed batches."""
     model.eval()
     out = []
-    with fast_paths(fast):
+    with use_impl(model, 'auto' if fast else 'reference'):
         for inputs in batches:
             with autocast_context(device, precision):
                 logits = model(inputs, mode='tensor')

@@ -132,8 +132,13 @@ def run(config: str,
         cfg_options: Optional[dict] = None,
         flops_per_image: Optional[float] = None,
         seed: int = 0) -> Dict:
-    """Time one configuration in this process; returns a result dict."""
-    from ..models import fast_paths
+    """Time one configuration in this process; returns a result dict.
+
+    ``fast`` selects the models' implementations: ``impl='auto'`` (the
+    optimised ones for ``device``) or ``'reference'`` (the plain layers),
+    :func:`hifuse_mm.models.ops.apply_impl`.
+    """
+    from ..models.ops import apply_impl
 
     if mode not in MODES:
         raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
@@ -144,11 +149,11 @@ def run(config: str,
         torch.set_num_threads(threads)
     dev = torch.device(device)
     torch.manual_seed(seed)
-    fast_paths.set_enabled(fast)
 
     if flops_per_image is None:
         flops_per_image = model_flops(config, shape, cfg_options)
     model, num_classes = _build(config, cfg_options)
+    apply_impl(model, 'auto' if fast else 'reference')
     model.to(dev)
     images = torch.randn(batch_size, 3, *shape, device=dev)
     labels = torch.randint(0, num_classes, (batch_size, ), device=dev)

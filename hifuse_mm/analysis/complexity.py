@@ -10,9 +10,9 @@ them (ptflops-style hooks cannot see them).
 
 * :func:`model_complexity` -- ``params``, ``flops`` and ``flops_no_attention`` of a built
   model (``tools/analysis_tools/get_flops.py`` shows both counts). The count runs the models'
-  plain path (:mod:`hifuse_mm.models.fast_paths` off): ``F.scaled_dot_product_attention``,
-  which the fast path uses, is not counted by mmengine's FlopAnalyzer. Both paths compute the
-  same thing.
+  plain reference implementation (``impl='reference'``, :func:`hifuse_mm.models.ops.use_impl`):
+  ``F.scaled_dot_product_attention``, which the optimised implementations use, is not counted
+  by mmengine's FlopAnalyzer. Both compute the same thing.
 * :func:`config_complexity` / :func:`run_complexity` -- the same count for the model a config
   (or a run's config) describes, at the config's test input size, taken *without* attention
   matmuls as in the papers' tables. Used by ``results_table`` for runs whose results do not
@@ -56,12 +56,12 @@ def model_complexity(model: nn.Module,
     """
     from mmengine.analysis import FlopAnalyzer
 
-    from ..models.fast_paths import fast_paths
+    from ..models.ops import use_impl
 
     was_training = model.training
     model.eval()
     try:
-        with fast_paths(False):
+        with use_impl(model, 'reference'):
             x = torch.zeros(1, in_channels, *shape)
             analyzer = FlopAnalyzer(_Logits(model), (x, ))
             analyzer.unsupported_ops_warnings(False)

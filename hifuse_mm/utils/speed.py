@@ -22,8 +22,9 @@ without knowing the device::
   PyTorch. The module object, its attributes and its state dict are
   unchanged.
 
-The models' own fast paths (fused attention, channels-last layouts) are
-switched by :mod:`hifuse_mm.models.fast_paths`; they are on by default.
+The models' own optimised implementations (fused attention, channels-last
+layouts) are selected per device type when a model is built (``impl``, see
+:mod:`hifuse_mm.models.ops`); the default ``'auto'`` uses them.
 """
 import contextlib
 import functools

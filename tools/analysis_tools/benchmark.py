@@ -14,14 +14,15 @@ achieved (model FLOPs x images/s, x3 for a training step; 1 FLOP = 1
 multiply-add) as a share of this machine's torch.mm throughput in the same
 precision, measured in the same run.
 
---no-fast turns off every fast path of the models
-(hifuse_mm.models.fast_paths: fused attention, channels-last layouts,
-matmul 1x1 convolutions); the plain path is the reference implementation.
+--no-fast builds the models with impl='reference': the plain reference
+layers, without the optimised implementations of hifuse_mm.models.ops (fused
+attention, channels-last layouts, matmul 1x1 convolutions...), which the
+default --fast selects per device type (impl='auto').
 
 --compare runs, each in a fresh process, the plain fp32 baseline
-(--no-fast, fp32, no channels-last, no compile) and fp32 with the fast
-paths; for --precision bf16/fp16 also that precision without and with the
-fast paths; with --channels-last / --compile one more variant with them;
+(--no-fast, fp32, no channels-last, no compile) and fp32 with the optimised
+implementations; for --precision bf16/fp16 also that precision without and
+with them; with --channels-last / --compile one more variant with them;
 then prints a table of speedups over the baseline.
 --rounds N alternates the variants N times and keeps each one's best
 round (use it on a machine shared with other jobs). See docs/benchmarks.md.
@@ -56,9 +57,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'with a warning if compiling fails)')
     fast = parser.add_mutually_exclusive_group()
     fast.add_argument('--fast', dest='fast', action='store_true',
-                      default=True, help='fast paths on (default)')
+                      default=True, help="optimised implementations, "
+                      "impl='auto' (default)")
     fast.add_argument('--no-fast', dest='fast', action='store_false',
-                      help='every fast path off (the plain reference path)')
+                      help="the plain reference layers, impl='reference'")
     parser.add_argument('--device', default='cpu', help='cpu, cuda, cuda:1')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch.set_num_threads (default: torch\'s)')

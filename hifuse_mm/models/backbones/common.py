@@ -1,5 +1,5 @@
 """Pieces shared by the HiFuse and HEMF backbones."""
-from typing import List, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -42,15 +42,26 @@ def parse_out_indices(out_indices: Union[int, Sequence[int]],
 
 
 class TwoBranchBackbone(BaseBackbone):
-    """Stage freezing and input checks shared by the two-branch backbones.
+    """Stage freezing, input checks and input layout shared by the two-branch
+    backbones.
 
-    Subclasses set ``self.frozen_stages`` and implement
-    :meth:`_stage_modules`.
+    Subclasses set ``self.frozen_stages``, implement :meth:`_stage_modules`
+    and call :func:`~hifuse_mm.models.ops.apply_impl` on themselves at the end
+    of ``__init__``, which also sets :attr:`impls`.
     """
 
     #: Input sides must be multiples of this (the total downsampling).
     size_divisor = 32
     frozen_stages: int = -1
+    #: The op of :mod:`hifuse_mm.models.ops` the backbone selects in place: its
+    #: input's memory layout.
+    selectable_op = 'channels_last'
+    #: Device type -> ``fn(backbone, x)`` laying out the input (none: as given).
+    impls: Dict[str, Callable] = {}
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        fn = self.impls.get(x.device.type)
+        return x if fn is None else fn(self, x)
 
     def _stage_modules(self, index: int) -> List[nn.Module]:
         """Every module of stage ``index``, stems included for stage 0."""

@@ -11,9 +11,9 @@ import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
-from .. import fast_paths
 from ..layers import (EGFStage, ELFBlock, conv_stem, downsample_layer,
                       run_block)
+from ..ops import apply_impl
 from .common import (RELEASED_INIT, TwoBranchBackbone, linear_drop_path_rates,
                      parse_out_indices)
 
@@ -98,6 +98,11 @@ class HEMF(TwoBranchBackbone):
             trunc-normal 0.02 on linears (so the MaSA projections lose RMT's
             Xavier init), trunc-normal 0.2 on every conv (stems, ELF convs,
             LePE), LayerNorms 1 / 0.
+        impl: Implementations of the blocks, selected once here:
+            ``'auto'`` (the per-device table of :mod:`hifuse_mm.models.ops`),
+            ``'reference'`` (the plain layers), or ``'cpu'`` / ``'cuda'``
+            (that device type's selections on every device). Same
+            parameters and state dict whatever the choice.
 
     Returns (from ``forward``):
         A tuple with one entry per ``out_indices`` stage, each a tuple
@@ -128,7 +133,8 @@ class HEMF(TwoBranchBackbone):
                  with_cp: bool = False,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1,
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+                 init_cfg: Optional[Union[dict, List[dict]]] = None,
+                 impl: str = 'auto') -> None:
         super().__init__(init_cfg=RELEASED_INIT if init_cfg is None else
                          init_cfg)
         arch = self._parse_arch(arch)
@@ -186,6 +192,7 @@ class HEMF(TwoBranchBackbone):
                     drop_path_rates=rates[i]) for i in range(num_stages)
             ])
         self._freeze_stages()
+        apply_impl(self, impl)
 
     def _downsamples(self, in_channels: int) -> nn.ModuleList:
         """Stem, then LN + 2x2/2 conv before stages 2-4."""
@@ -221,8 +228,7 @@ class HEMF(TwoBranchBackbone):
 
     def forward(self, x: torch.Tensor) -> tuple:
         self._check_input(x)
-        if fast_paths.enabled():
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self._layout(x)
         outs = []
         local_x = global_x = x
         for i in range(self.num_stages):

@@ -11,9 +11,9 @@ import torch.nn as nn
 from mmcv.cnn.bricks.transformer import PatchEmbed
 from mmpretrain.registry import MODELS
 
-from .. import fast_paths
 from ..layers import (GlobalStage, LocalBlock, conv_stem, downsample_layer,
-                      run_block)
+                      memory_format_of, run_block)
+from ..ops import apply_impl
 from .common import (RELEASED_INIT, TwoBranchBackbone, linear_drop_path_rates,
                      parse_out_indices)
 
@@ -63,6 +63,11 @@ class HiFuse(TwoBranchBackbone):
         out_indices: Stages whose ``(local, global)`` maps are returned.
         frozen_stages: Stages (from the stems) whose parameters are frozen.
         init_cfg: Defaults to the released init (:data:`RELEASED_INIT`).
+        impl: Implementations of the blocks, selected once here:
+            ``'auto'`` (the per-device table of :mod:`hifuse_mm.models.ops`),
+            ``'reference'`` (the plain layers), or ``'cpu'`` / ``'cuda'``
+            (that device type's selections on every device). Same
+            parameters and state dict whatever the choice.
 
     Returns (from ``forward``):
         A tuple with one entry per ``out_indices`` stage, each a tuple
@@ -102,7 +107,8 @@ class HiFuse(TwoBranchBackbone):
                  with_cp: bool = False,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1,
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+                 init_cfg: Optional[Union[dict, List[dict]]] = None,
+                 impl: str = 'auto') -> None:
         super().__init__(init_cfg=RELEASED_INIT if init_cfg is None else
                          init_cfg)
         arch = self._parse_arch(arch)
@@ -161,6 +167,7 @@ class HiFuse(TwoBranchBackbone):
                     drop_rate=drop_rate) for i in range(num_stages)
             ])
         self._freeze_stages()
+        apply_impl(self, impl)
 
     def _parse_arch(self, arch: Union[str, dict]) -> dict:
         if isinstance(arch, str):
@@ -185,9 +192,7 @@ class HiFuse(TwoBranchBackbone):
 
     def forward(self, x: torch.Tensor) -> tuple:
         self._check_input(x)
-        fast = fast_paths.enabled()
-        if fast:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self._layout(x)
         outs = []
         local_x = x
         if self.with_global_branch:
@@ -200,8 +205,8 @@ class HiFuse(TwoBranchBackbone):
             if self.with_global_branch:
                 tokens, hw_shape = self.global_stages[i](tokens, hw_shape)
                 global_x = tokens.view(-1, *hw_shape, tokens.shape[-1])
-                global_x = global_x.permute(0, 3, 1, 2)
-                maps += (global_x if fast else global_x.contiguous(), )
+                maps += (global_x.permute(0, 3, 1, 2).contiguous(
+                    memory_format=memory_format_of(x)), )
             if i in self.out_indices:
                 outs.append(maps)
         return tuple(outs)

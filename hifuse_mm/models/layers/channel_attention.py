@@ -3,8 +3,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .pointwise_conv import PointwiseConv2d
-
 
 class ChannelAttention(nn.Module):
     """``CA(x) = sigma(MLP(AvgPool(x)) + MLP(MaxPool(x))) * x`` (HiFuse eq. 4).
@@ -27,9 +25,9 @@ class ChannelAttention(nn.Module):
                  double_sigmoid: bool = False) -> None:
         super().__init__()
         hidden = channels // reduction
-        self.fc1 = PointwiseConv2d(channels, hidden, bias=False)
+        self.fc1 = nn.Conv2d(channels, hidden, 1, bias=False)
         self.act = nn.ReLU(inplace=True)
-        self.fc2 = PointwiseConv2d(hidden, channels, bias=False)
+        self.fc2 = nn.Conv2d(hidden, channels, 1, bias=False)
         self.double_sigmoid = double_sigmoid
 
     def _mlp(self, x: torch.Tensor) -> torch.Tensor:

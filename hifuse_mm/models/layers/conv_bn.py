@@ -4,10 +4,6 @@ from typing import Optional
 
 import torch.nn as nn
 
-from .autocast_weights import Conv2d
-from .batch_norm_2d import BatchNorm2d
-from .pointwise_conv import PointwiseConv2d
-
 
 def conv_bn(in_channels: int,
             out_channels: int,
@@ -25,20 +21,15 @@ def conv_bn(in_channels: int,
     ignores it, which is why its IRMLP 3x3 convolution is dense (see
     :class:`~hifuse_mm.models.layers.IRMLP`).
     """
-    if kernel_size == 1 and groups == 1:
-        # nn.Conv2d with a matmul fast path (same parameters).
-        conv = PointwiseConv2d(in_channels, out_channels, bias=bias)
-    else:
-        conv = Conv2d(
-            in_channels,
-            out_channels,
-            kernel_size,
-            padding=(kernel_size - 1) // 2,
-            bias=bias,
-            groups=groups)
-    layers = OrderedDict(conv=conv)
+    layers = OrderedDict(conv=nn.Conv2d(
+        in_channels,
+        out_channels,
+        kernel_size,
+        padding=(kernel_size - 1) // 2,
+        bias=bias,
+        groups=groups))
     if with_bn:
-        layers['bn'] = BatchNorm2d(out_channels)
+        layers['bn'] = nn.BatchNorm2d(out_channels)
     if act is not None:
         layers['act'] = act
     return nn.Sequential(layers)

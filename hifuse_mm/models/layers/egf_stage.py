@@ -5,10 +5,9 @@ import torch
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 
-from .. import fast_paths
-from .autocast_weights import Linear
 from .manhattan_attention import ManhattanSelfAttention
 from .manhattan_rel_pos import ManhattanRelPos2d
+from .memory_format import memory_format_of
 
 
 class EGFStage(nn.Module):
@@ -63,16 +62,15 @@ class EGFStage(nn.Module):
             for _ in range(depth)
         ])
         self.fcs = nn.ModuleList(
-            [Linear(embed_dims, embed_dims) for _ in range(depth)])
+            [nn.Linear(embed_dims, embed_dims) for _ in range(depth)])
         self.drop_paths = nn.ModuleList([DropPath(r) for r in rates])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C, H, W] -> [B, C, H, W]``."""
+        """``[B, C, H, W] -> [B, C, H, W]``, in the memory format of ``x``."""
+        memory_format = memory_format_of(x)
         x = x.permute(0, 2, 3, 1)
         rel_pos = self.rel_pos(x.shape[1:3], self.decomposed)
         for attn, fc, drop_path in zip(self.attns, self.fcs, self.drop_paths):
             x = self.norm1(x + drop_path(attn(x, rel_pos)))
             x = self.norm2(x + drop_path(fc(x)))
-        x = x.permute(0, 3, 1, 2)
-        # Fast path: stay channels-last (no copy back to NCHW memory).
-        return x if fast_paths.enabled() else x.contiguous()
+        return x.permute(0, 3, 1, 2).contiguous(memory_format=memory_format)

@@ -4,8 +4,6 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 from mmpretrain.models.utils import build_norm_layer
 
-from .autocast_weights import Conv2d, Linear
-from .im2col_conv import Im2colConv2d
 from .stems import LN2D_CFG
 
 
@@ -27,12 +25,11 @@ class ELFBlock(nn.Module):
 
     def __init__(self, channels: int, drop_path_rate: float = 0.) -> None:
         super().__init__()
-        # nn.Conv2d with an im2col fast path for small maps.
-        self.conv = Im2colConv2d(channels, channels, kernel_size=3, padding=1)
+        self.conv = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
         self.norm = build_norm_layer(LN2D_CFG, channels)
-        self.dwconv = Conv2d(
+        self.dwconv = nn.Conv2d(
             channels, channels, kernel_size=3, padding=1, groups=channels)
-        self.pwconv = Linear(channels, channels)
+        self.pwconv = nn.Linear(channels, channels)
         self.act = nn.GELU()
         self.drop_path = DropPath(drop_path_rate)
 

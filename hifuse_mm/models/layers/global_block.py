@@ -4,11 +4,10 @@ from typing import Sequence, Tuple
 import torch
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
+from mmcv.cnn.bricks.transformer import PatchMerging
+from mmpretrain.models.utils import ShiftWindowMSA
 
-from .autocast_weights import Linear
 from .checkpoint import run_block
-from .patch_merging import PatchMerging2x2
-from .window_attention import WindowAttention
 
 Shape = Tuple[int, int]
 
@@ -19,8 +18,7 @@ class GlobalBlock(nn.Module):
     (Shifted) window attention with relative position bias, then a linear
     layer with GELU, and a single residual: there is no MLP and no second
     residual (the released code builds a ``norm2`` it never calls; we do not
-    build it). The attention is mmpretrain's :class:`ShiftWindowMSA` (as
-    :class:`WindowAttention`, which adds a fused fast path) with
+    build it). The attention is mmpretrain's :class:`ShiftWindowMSA` with
     ``pad_small_map=True``: maps whose sides are not multiples of the window
     are padded to whole windows (the released code only accepts 224x224),
     and a shifted block keeps its shift even when the map is a single window,
@@ -49,7 +47,7 @@ class GlobalBlock(nn.Module):
         super().__init__()
         # eps 1e-5: the released global branch uses nn.LayerNorm defaults.
         self.norm = nn.LayerNorm(embed_dims)
-        self.attn = WindowAttention(
+        self.attn = ShiftWindowMSA(
             embed_dims=embed_dims,
             num_heads=num_heads,
             window_size=window_size,
@@ -58,7 +56,7 @@ class GlobalBlock(nn.Module):
             attn_drop=attn_drop_rate,
             proj_drop=drop_rate,
             pad_small_map=True)
-        self.fc = Linear(embed_dims, embed_dims)
+        self.fc = nn.Linear(embed_dims, embed_dims)
         self.act = nn.GELU()
         self.drop_path = DropPath(drop_path_rate)
 
@@ -101,9 +99,8 @@ class GlobalStage(nn.Module):
                              f'{depth} blocks')
         # Swin's 2x2 merge: LN(4C) -> Linear(4C -> 2C, no bias). mmcv orders
         # the 4 neighbours as nn.Unfold does; the official converter permutes
-        # the released weights to match. (PatchMerging2x2 is mmcv's
-        # PatchMerging with a copy-light fast path.)
-        self.downsample = PatchMerging2x2(
+        # the released weights to match.
+        self.downsample = PatchMerging(
             embed_dims // 2, embed_dims, bias=False) if downsample else None
         self.blocks = nn.ModuleList([
             GlobalBlock(

@@ -2,12 +2,7 @@
 import torch
 import torch.nn as nn
 
-from .. import fast_paths
-from .autocast_weights import Conv2d
-from .batch_norm_2d import BatchNorm2d
 from .conv_bn import conv_bn
-from .im2col_conv import Im2colConv2d
-from .pointwise_conv import PointwiseConv2d
 
 
 class IRMLP(nn.Module):
@@ -19,13 +14,6 @@ class IRMLP(nn.Module):
     HFF block applies it before calling us); we implement the released
     order. There is no residual around the whole module: the HFF shortcut
     provides it.
-
-    Fast path (:mod:`~hifuse_mm.models.fast_paths`), same function: in
-    inference the expansion, GELU and projection run one image at a time.
-    The expanded map is the largest activation of the models (HiFuse-T's
-    stage 1: ``[8, 1152, 56, 56]``, 115 MB in fp32), and a fresh allocation
-    that size page-faults on first touch: image by image, HiFuse-T's fp32
-    inference batch takes ~3x fewer page faults and ~4% less time.
 
     Args:
         in_channels: Input width (3C in an HFF block).
@@ -45,8 +33,7 @@ class IRMLP(nn.Module):
                  depthwise: bool = True) -> None:
         super().__init__()
         hidden = in_channels * expand_ratio
-        conv = Conv2d if depthwise else Im2colConv2d  # same parameters
-        self.spatial_conv = conv(
+        self.spatial_conv = nn.Conv2d(
             in_channels,
             in_channels,
             3,
@@ -54,19 +41,12 @@ class IRMLP(nn.Module):
             bias=False,
             groups=in_channels if depthwise else 1)
         self.act = nn.GELU()
-        self.norm = BatchNorm2d(in_channels)
-        self.expand = PointwiseConv2d(in_channels, hidden, bias=False)
+        self.norm = nn.BatchNorm2d(in_channels)
+        self.expand = nn.Conv2d(in_channels, hidden, 1, bias=False)
         self.project = conv_bn(hidden, out_channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(self.act(self.spatial_conv(x)) + x)
-        if (fast_paths.enabled() and not self.training and x.shape[0] > 1
-                and not fast_paths.needs_grad(x, self.expand.weight)):
-            # Fast path, inference: the expanded map one image at a time
-            # (see the class docstring).
-            return torch.cat(
-                [self.project(self.act(self.expand(img)))
-                 for img in x.split(1)])
         return self.project(self.act(self.expand(x)))
 
 

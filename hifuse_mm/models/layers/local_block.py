@@ -3,8 +3,6 @@ import torch
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 
-from .autocast_weights import Conv2d, Linear
-
 
 class LocalBlock(nn.Module):
     """``L_i = f1x1(LN(f_d3x3(L_{i-1}))) + L_{i-1}`` (HiFuse eq. 3).
@@ -23,10 +21,10 @@ class LocalBlock(nn.Module):
 
     def __init__(self, channels: int, drop_path_rate: float = 0.) -> None:
         super().__init__()
-        self.dwconv = Conv2d(
+        self.dwconv = nn.Conv2d(
             channels, channels, kernel_size=3, padding=1, groups=channels)
         self.norm = nn.LayerNorm(channels, eps=1e-6)
-        self.pwconv = Linear(channels, channels)
+        self.pwconv = nn.Linear(channels, channels)
         self.act = nn.GELU()
         self.drop_path = DropPath(drop_path_rate)
 

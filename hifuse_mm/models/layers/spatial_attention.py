@@ -4,8 +4,6 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .autocast_weights import Conv2d
-
 _POOLS = {
     'max': lambda x: x.amax(dim=1, keepdim=True),
     'mean': lambda x: x.mean(dim=1, keepdim=True),
@@ -37,7 +35,7 @@ class SpatialAttention(nn.Module):
             raise ValueError(f'pool_order entries must be in {sorted(_POOLS)}'
                              f', got {sorted(unknown)}')
         self.pool_order = tuple(pool_order)
-        self.conv = Conv2d(
+        self.conv = nn.Conv2d(
             len(self.pool_order),
             1,
             kernel_size,

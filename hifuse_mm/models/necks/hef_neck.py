@@ -5,6 +5,7 @@ import torch.nn as nn
 from mmpretrain.registry import MODELS
 
 from ..layers import HEFBlock
+from ..ops import apply_impl
 from .fusion_neck import FusionNeck
 
 
@@ -41,6 +42,9 @@ class HEFNeck(FusionNeck):
         with_sirmlp: SIRMLP (Table 10); otherwise a 1x1 conv + BN.
         with_cp: Gradient checkpointing of every block.
         norm_eps: Epsilon of the final LayerNorm (1e-6 as released).
+        impl: Implementations of the blocks, selected once here (see
+            :class:`~hifuse_mm.models.HiFuse`): ``'auto'``, ``'reference'``,
+            ``'cpu'`` or ``'cuda'``.
     """
 
     def __init__(self,
@@ -56,7 +60,8 @@ class HEFNeck(FusionNeck):
                  with_sirmlp: bool = True,
                  with_cp: bool = False,
                  norm_eps: float = 1e-6,
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None,
+                 impl: str = 'auto') -> None:
         super().__init__(in_channels, with_fusion, with_cp, norm_eps, init_cfg)
         if with_fusion:
             self.blocks = nn.ModuleList([
@@ -73,3 +78,4 @@ class HEFNeck(FusionNeck):
                     with_sirmlp=with_sirmlp)
                 for i, c in enumerate(self.in_channels)
             ])
+        apply_impl(self, impl)

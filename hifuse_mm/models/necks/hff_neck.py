@@ -5,6 +5,7 @@ import torch.nn as nn
 from mmpretrain.registry import MODELS
 
 from ..layers import HFFBlock
+from ..ops import apply_impl
 from .fusion_neck import FusionNeck
 
 
@@ -36,6 +37,9 @@ class HFFNeck(FusionNeck):
         with_shortcut: Shortcut from the previous stage (Table 3 row 5).
         with_cp: Gradient checkpointing of every block.
         norm_eps: Epsilon of the final LayerNorm (1e-6 as released).
+        impl: Implementations of the blocks, selected once here (see
+            :class:`~hifuse_mm.models.HiFuse`): ``'auto'``, ``'reference'``,
+            ``'cpu'`` or ``'cuda'``.
     """
 
     def __init__(self,
@@ -49,7 +53,8 @@ class HFFNeck(FusionNeck):
                  with_shortcut: bool = True,
                  with_cp: bool = False,
                  norm_eps: float = 1e-6,
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None,
+                 impl: str = 'auto') -> None:
         super().__init__(in_channels, with_fusion, with_cp, norm_eps, init_cfg)
         if with_fusion:
             self.blocks = nn.ModuleList([
@@ -64,3 +69,4 @@ class HFFNeck(FusionNeck):
                     with_shortcut=with_shortcut)
                 for i, c in enumerate(self.in_channels)
             ])
+        apply_impl(self, impl)
