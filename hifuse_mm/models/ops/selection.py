@@ -24,8 +24,8 @@ from typing import Callable, Dict, Iterator, List, Tuple
 
 import torch.nn as nn
 
-from . import (batch_norm, channels_last, conv, external_attention, irmlp,
-               masa, patch_merging, weight_cache, window_attention)
+from . import (batch_norm, channels_last, conv, external_attention, masa,
+               weight_cache, window_attention)
 from .drop_in import DropIn
 
 #: op -> {device type: implementation}. A device type not listed runs the reference.
@@ -33,11 +33,9 @@ from .drop_in import DropIn
 #: CPU-only; on CUDA the batched paths run (SDPA, cuDNN convolutions).
 AUTO: Dict[str, Dict[str, str]] = {
     'channels_last': {'cpu': 'channels_last', 'cuda': 'channels_last'},
-    'patch_merging': {'cpu': 'reshape', 'cuda': 'reshape'},
     'window_attention': {'cpu': 'sdpa_inference', 'cuda': 'sdpa'},
     'masa': {'cpu': 'cpu_tuned', 'cuda': 'sdpa'},
     'external_attention': {'cpu': 'per_image', 'cuda': 'double_norm'},
-    'irmlp': {'cpu': 'per_image'},
     'pointwise_conv': {'cpu': 'matmul'},
     'dense_conv': {'cpu': 'im2col'},
     'depthwise_conv': {'cpu': 'fp32_bf16_training'},
@@ -56,8 +54,7 @@ DROP_INS: Dict[type, type] = {
     for cls in (batch_norm.OptimisedBatchNorm2d, channels_last.OptimisedLN2d,
                 conv.OptimisedConv2d, weight_cache.CachedLinear,
                 external_attention.OptimisedExternalAttention,
-                irmlp.OptimisedIRMLP, masa.OptimisedManhattanSelfAttention,
-                patch_merging.OptimisedPatchMerging,
+                masa.OptimisedManhattanSelfAttention,
                 window_attention.OptimisedWindowAttention)
 }
 #: Ops selected in place on modules whose class names them in ``selectable_op``
