@@ -292,17 +292,3 @@ def test_gpu_check_smoke_on_the_cpu(tmp_path):
     assert compiled['ok'] and compiled['infer_rel_err'] <= 1e-4
     assert compiled['train_fp32_compiled_images_per_s'] > 0
     assert report['parity'] == report['bench'] == 'skipped (--skip)'
-
-
-def test_gpu_check_parity_rule_is_the_tests_rule():
-    from hifuse_mm.analysis.gpu_check import generate_state_dict
-    from parity_utils import generate_state_dict as tests_rule
-    manifest = [('a.weight', (4, 3, 2, 2), 'param'), ('a.bias', (4, ), 'param'),
-                ('bn.weight', (4, ), 'param'), ('bn.running_mean', (4, ), 'running_mean'),
-                ('bn.running_var', (4, ), 'running_var'),
-                ('bn.num_batches_tracked', (), 'num_batches_tracked'),
-                ('pos.index', (9, ), 'buffer')]
-    ours, theirs = generate_state_dict(manifest, 'x'), tests_rule(manifest, 'x')
-    assert list(ours) == list(theirs) == ['a.weight', 'a.bias', 'bn.weight',
-                                          'bn.running_mean', 'bn.running_var']
-    assert all(torch.equal(ours[k], theirs[k]) for k in ours)

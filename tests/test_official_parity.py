@@ -8,12 +8,12 @@ with our converter, load it strictly into our model and compare the logits
 read from the file (salt, input, tolerances), nothing is assumed.
 """
 import math
-from typing import Dict
 
 import pytest
 import torch
 
 from hifuse_mm.converters import convert_official
+from hifuse_mm.analysis.parity import stage_features
 from parity_utils import PARITY_DIR, generate_state_dict
 
 
@@ -52,27 +52,6 @@ def _parity_files():
     return [pytest.param(f, id=f.stem) for f in files]
 
 
-def _features(model, image: torch.Tensor) -> Dict[str, torch.Tensor]:
-    """Per-stage local / global / fused maps of the first image."""
-    feats = {}
-    hooks = [
-        block.register_forward_hook(
-            lambda m, a, out, i=i: feats.__setitem__(f'fused.{i}', out[0]))
-        for i, block in enumerate(model.neck.blocks)
-    ]
-    try:
-        with torch.no_grad():
-            stages = model.backbone(image[:1])
-            model.neck(stages)
-    finally:
-        for h in hooks:
-            h.remove()
-    for i, maps in enumerate(stages):
-        feats[f'local.{i}'] = maps[0][0]
-        feats[f'global.{i}'] = maps[1][0]
-    return feats
-
-
 @pytest.mark.parametrize('path', _parity_files())
 def test_official_parity(path):
     from mmpretrain.registry import MODELS
@@ -107,7 +86,7 @@ def test_official_parity(path):
         logits, golden['logits'], atol=golden['atol'], rtol=golden['rtol'])
 
     if golden['features']:
-        ours = _features(model, golden['input'])
+        ours = stage_features(model, golden['input'])
         for name, ref in golden['features'].items():
             torch.testing.assert_close(
                 ours[name],

@@ -35,7 +35,7 @@ ATTENTION_OPS = ('aten::matmul', 'aten::bmm', 'aten::einsum')
 DEFAULT_SHAPE = (224, 224)
 
 
-class _Logits(nn.Module):
+class ClassifierLogits(nn.Module):
     """Whole classifier, image -> logits, as a plain traceable module."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -63,7 +63,7 @@ def model_complexity(model: nn.Module,
     try:
         with use_impl(model, 'reference'):
             x = torch.zeros(1, in_channels, *shape)
-            analyzer = FlopAnalyzer(_Logits(model), (x, ))
+            analyzer = FlopAnalyzer(ClassifierLogits(model), (x, ))
             analyzer.unsupported_ops_warnings(False)
             analyzer.uncalled_modules_warnings(False)
             by_op = analyzer.by_operator()

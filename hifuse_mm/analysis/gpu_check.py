@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -40,6 +39,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .complexity import ClassifierLogits
+from .parity import generate_state_dict, stage_features
 
 #: Full-size archs; ``narrow_*`` are 16-128-channel models for smoke tests.
 ARCHS = ('hifuse_tiny', 'hifuse_small', 'hifuse_base', 'hemf')
@@ -82,15 +84,6 @@ def build(arch: str, impl: str = 'auto') -> nn.Module:
     model = MODELS.build(model_cfg(arch, impl))
     model.init_weights()
     return model
-
-
-class _Logits(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x, mode='tensor')
 
 
 def _sync(device: torch.device) -> None:
@@ -148,47 +141,6 @@ def environment(device: torch.device) -> Dict:
 # -- 2. parity ----------------------------------------------------------------------------
 
 
-def generate_state_dict(manifest, salt: str) -> Dict[str, torch.Tensor]:
-    """The authors' state dict by the parity files' published rule (their README):
-    parameters and BatchNorm statistics from a generator seeded with the key's CRC32."""
-    out = {}
-    for key, shape, kind in manifest:
-        if kind not in ('param', 'running_mean', 'running_var'):
-            continue
-        g = torch.Generator().manual_seed(zlib.crc32((salt + key).encode('utf-8')))
-        t = torch.randn(shape, generator=g, dtype=torch.float32)
-        if kind == 'running_mean':
-            t = 0.1 * t
-        elif kind == 'running_var':
-            t = 1.0 + 0.1 * t.abs()
-        elif len(shape) >= 2:
-            t = t / math.sqrt(math.prod(shape[1:]))
-        elif key.endswith('weight'):
-            t = 1.0 + 0.1 * t
-        else:
-            t = 0.05 * t
-        out[key] = t
-    return out
-
-
-def _features(model: nn.Module, image: torch.Tensor) -> Dict[str, torch.Tensor]:
-    feats = {}
-    hooks = [block.register_forward_hook(
-        lambda m, a, out, i=i: feats.__setitem__(f'fused.{i}', out[0]))
-        for i, block in enumerate(model.neck.blocks)]
-    try:
-        with torch.no_grad():
-            stages = model.backbone(image[:1])
-            model.neck(stages)
-    finally:
-        for h in hooks:
-            h.remove()
-    for i, maps in enumerate(stages):
-        feats[f'local.{i}'] = maps[0][0]
-        feats[f'global.{i}'] = maps[1][0]
-    return feats
-
-
 def parity(parity_dir: Path, device: torch.device, log: Callable) -> List[Dict]:
     from mmpretrain.registry import MODELS
 
@@ -213,7 +165,7 @@ def parity(parity_dir: Path, device: torch.device, log: Callable) -> List[Dict]:
         for impl in (device.type, 'reference'):
             with use_impl(model, impl), torch.no_grad():
                 logits = model(x).float().cpu()
-                feats = _features(model, x) if golden['features'] else {}
+                feats = stage_features(model, x) if golden['features'] else {}
             close = torch.allclose(logits, golden['logits'], atol=golden['atol'],
                                    rtol=golden['rtol'])
             entry[impl] = dict(
@@ -246,7 +198,7 @@ def train_steps(arch: str, precision: str, device: torch.device, steps: int, bat
     """``steps`` AdamW steps on one fixed random batch; losses, images/s, peak memory."""
     torch.manual_seed(0)
     model = build(arch).to(device).train()
-    net = torch.compile(_Logits(model)) if compile else _Logits(model)
+    net = torch.compile(ClassifierLogits(model)) if compile else ClassifierLogits(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == 'fp16')
     x = torch.randn(batch, 3, size, size, device=device)
@@ -299,7 +251,7 @@ def compile_check(arch: str, device: torch.device, batch: int, size: int,
     fp32 training steps (AdamW) and bf16 inference, compiled and eager."""
     torch.manual_seed(0)
     model = build(arch).to(device)
-    eager = _Logits(model)
+    eager = ClassifierLogits(model)
     compiled = torch.compile(eager, backend=backend)
     x = torch.randn(batch, 3, size, size, device=device)
     y = torch.randint(0, NUM_CLASSES, (batch, ), device=device)
