@@ -283,7 +283,8 @@ def test_gpu_check_smoke_on_the_cpu(tmp_path):
                  '--bench-batch', '2', '--iters', '1', '--skip', 'parity', 'bench'])
     report = json.loads(out.read_text())
     assert code == 0 and report['ok'], report['failures']
-    assert report['environment']['implementations']['masa_cpu_tuned'] == 4  # one per stage
+    implementations = report['environment']['implementations']
+    assert implementations['masa_matmul_low_precision_training'] == 4  # one per stage
     assert [(r['arch'], r['precision']) for r in report['train']] == [
         ('narrow_hifuse', 'bf16'), ('narrow_hemf', 'bf16')]
     for r in report['train']:

@@ -27,12 +27,10 @@ from hifuse_mm.models.layers import (EGFStage, ManhattanRelPos2d,
                                      ManhattanSelfAttention,
                                      MultiHeadExternalAttention,
                                      memory_format_of)
-from hifuse_mm.models.ops import AUTO, apply_impl, resolve, selected, use_impl
+from hifuse_mm.models.ops import AUTO, resolve, selected, use_impl
 from hifuse_mm.models.ops.conv import OptimisedConv2d
 from hifuse_mm.models.ops.drop_in import DropIn
-from hifuse_mm.models.ops.masa import FUSED_MIN_TOKENS, bf16_softmax
 from hifuse_mm.models.ops.selection import DROP_INS, IN_PLACE
-from hifuse_mm.models.ops.weight_cache import CachedLinear, WeightCache
 
 #: fp32: max |optimised - reference| <= FP32_TOL * max(1, max |reference|) for outputs and
 #: gradients (a parameter's gradient sums many products, so its rounding scales with it).
@@ -41,10 +39,10 @@ FP32_TOL = 1e-5
 #: (bf16 keeps 8 significant bits: 2^-8 = 0.4% per rounding).
 BF16_TOL = 3e-2
 
-#: Implementations that loop over images, work around a CPU kernel or cache bf16 weights:
-#: never selected for CUDA.
-CPU_ONLY = {'per_image', 'cpu_tuned', 'sdpa_inference', 'matmul', 'im2col',
-            'fp32_bf16_training', 'channels_last_grad', 'autocast_cache'}
+#: Implementations that loop over images or work around a CPU kernel: never selected for
+#: CUDA.
+CPU_ONLY = {'per_image', 'sdpa_inference', 'matmul', 'im2col', 'fp32_bf16_training',
+            'channels_last_grad', 'matmul_low_precision_training'}
 
 
 @pytest.fixture(autouse=True)
@@ -197,56 +195,6 @@ def test_depthwise_conv_bf16_training_runs_fp32():
     check(conv, fast, channels_last(2, 16, 12, 12))
 
 
-def _bf16_inference(module, x):
-    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
-        return module(x)
-
-
-@pytest.mark.parametrize('make,shape', [
-    (lambda: nn.Linear(8, 16), (3, 8)),
-    (lambda: nn.Conv2d(8, 16, 1), (2, 8, 5, 5)),
-    (lambda: nn.Conv2d(8, 16, 3, padding=1), (1, 8, 3, 3)),
-])
-def test_weight_cache(make, shape):
-    """Inference under CPU autocast reuses one cast of the weights; the output is
-    bit-identical to autocast's own cast, and any change of the weights (in place,
-    load_state_dict, train()/eval()) is seen."""
-    reference = make().eval()
-    module = apply_impl(copy.deepcopy(reference), 'auto')
-    assert module.cache_devices == {'cpu'}
-    x = torch.randn(*shape)
-    if x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    ref = _bf16_inference(reference, x)
-    assert torch.equal(_bf16_inference(module, x), ref)
-    cached = module._autocast_weights['weight'][1]
-    assert cached.dtype == torch.bfloat16
-    assert torch.equal(_bf16_inference(module, x), ref)
-    assert module._autocast_weights['weight'][1] is cached  # reused
-    with torch.no_grad():  # an optimizer step: in place
-        module.weight.mul_(-2)
-        reference.weight.mul_(-2)
-    changed = _bf16_inference(reference, x)
-    assert not torch.equal(changed, ref)
-    assert torch.equal(_bf16_inference(module, x), changed)
-    state = {k: v * 3 for k, v in module.state_dict().items()}
-    module.load_state_dict(state)
-    reference.load_state_dict(state)
-    assert torch.equal(_bf16_inference(module, x), _bf16_inference(reference, x))
-    module.eval()  # drops the cache (covers writes through .data)
-    assert '_autocast_weights' not in module.__dict__
-    # Training, autograd and other device types neither use nor fill it.
-    module.train()
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        module(x)
-    module.eval()
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        module(x.requires_grad_())
-    assert '_autocast_weights' not in module.__dict__
-    assert '_autocast_weights' not in copy.deepcopy(module).__dict__
-    assert not isinstance(apply_impl(module, 'cuda'), WeightCache)  # none on CUDA
-
-
 def test_batch_norm_gradient_layout():
     """Same values and gradients; the BatchNorm backward gets a channels-last gradient even
     when the next op hands back an NCHW one."""
@@ -275,37 +223,34 @@ def test_external_attention(impl):
     check(mhea, fast, torch.randn(2, 32, 6, 6))
 
 
-@pytest.mark.parametrize('impl', ['sdpa', 'cpu_tuned'])
+@pytest.mark.parametrize('impl', ['sdpa', 'matmul_low_precision_training'])
 @pytest.mark.parametrize('decomposed,size', [(True, 48), (True, 12), (False, 8)])
 def test_manhattan_self_attention(impl, decomposed, size):
-    # 48x48 tokens reach cpu_tuned's fused kernel and per-image inference.
-    assert (size * size >= FUSED_MIN_TOKENS) == (size == 48)
     attn = ManhattanSelfAttention(16, 2, decomposed)
     rel_pos = ManhattanRelPos2d(16, 2)((size, size), decomposed)
     check(Call(attn, rel_pos), Call(optimised(attn, impl), rel_pos),
           torch.randn(2, size, size, 16))
 
 
-@pytest.mark.parametrize('length', [7, 28, 32, 56, 64])
-def test_bf16_softmax(length):
-    """cpu_tuned's bf16 softmax is the bf16 rounding of the fp32 one (computed in fp32 where
-    the bf16 kernel is slow) and has torch's bf16 softmax gradient for that output; in fp32 it
-    is torch.softmax."""
-    x = (torch.randn(3, 5, length) * 4).to(torch.bfloat16).requires_grad_()
-    out = bf16_softmax(x)
+def test_manhattan_self_attention_low_precision_training():
+    """matmul_low_precision_training: under bf16 autocast with autograd, the reference's
+    matmuls (no fused attention) with the masks in bf16; output and input gradient within
+    bf16's tolerance of the fp32 reference; without autograd, fused attention."""
+    attn = ManhattanSelfAttention(16, 2, True)
+    rel_pos = ManhattanRelPos2d(16, 2)((12, 12), True)
+    fast = optimised(attn, 'matmul_low_precision_training')
+    x = torch.randn(2, 12, 12, 16)
+    ref_out, ref_grad = forward_backward(Call(attn, rel_pos), x)[:2]
+    with torch.autocast('cpu', dtype=torch.bfloat16), CountOps() as ops:
+        out, grad = forward_backward(Call(fast, rel_pos), x)[:2]
     assert out.dtype == torch.bfloat16
-    ref = torch.softmax(x.float(), -1)
-    assert (out.float() - ref).abs().max().item() <= 2**-8
-    if length >= 16 and length % 32:
-        assert torch.equal(out, ref.to(torch.bfloat16))
-    else:
-        assert torch.equal(out, torch.softmax(x, -1))
-    grad = torch.randn_like(out)
-    out.backward(grad)
-    expected = torch._softmax_backward_data(grad, out.detach(), -1, torch.bfloat16)
-    assert torch.equal(x.grad, expected)
-    y = torch.randn(2, length)
-    assert torch.equal(bf16_softmax(y), torch.softmax(y, -1))
+    assert not any('scaled_dot_product' in name for name in ops.names), ops.names
+    for a, b in ((ref_out, out), (ref_grad, grad)):
+        err = (a.float() - b.float()).abs().max().item()
+        assert err <= BF16_TOL * a.abs().max().item(), err
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16), CountOps() as ops:
+        fast(x, rel_pos)
+    assert any('scaled_dot_product' in name for name in ops.names), ops.names
 
 
 def test_egf_stage_keeps_the_memory_format():
@@ -332,18 +277,16 @@ def test_selection_table_for_cpu_and_cuda(monkeypatch):
     cpu, cuda = resolve('cpu'), resolve('cuda')
     assert cpu == {op: {'cpu': row['cpu'], 'cuda': row['cpu']}
                    for op, row in AUTO.items() if 'cpu' in row}
-    # On CUDA: no per-image loops, CPU-kernel work-arounds or cached bf16 weights; the
-    # batched paths (fused attention, the convolutions as they are).
+    # On CUDA: no per-image loops or CPU-kernel work-arounds; the batched paths (fused
+    # attention, the convolutions as they are).
     cuda_names = {row['cuda'] for row in cuda.values()}
     assert not cuda_names & CPU_ONLY, cuda_names & CPU_ONLY
     assert AUTO['window_attention']['cuda'] == 'sdpa'
     assert AUTO['masa']['cuda'] == 'sdpa'
-    assert 'weight_cache' not in cuda
     # Every name in the table is an implementation its op has.
     by_op = {cls.op: cls.implementations for cls in DROP_INS.values() if cls.op}
     by_op.update(dict.fromkeys(('pointwise_conv', 'dense_conv', 'depthwise_conv'),
                                OptimisedConv2d.implementations))
-    by_op['weight_cache'] = {'autocast_cache': None}
     assert set(by_op) == set(AUTO)
     for op, row in AUTO.items():
         assert set(row.values()) <= set(by_op[op]), op
@@ -387,7 +330,7 @@ def test_apply_and_use_impl(family):
     # Built on the CPU, chosen per device type once: nothing CPU-only on CUDA.
     for name, entry in auto.items():
         assert not any(part in entry.get('cuda', '') for part in
-                       ('per_image', 'cpu_tuned', 'inference', 'weight_cache')), name
+                       ('per_image', 'inference')), name
     classes = [type(m) for m in model.modules()]
     with use_impl(model, 'reference'):
         assert selected(model) == {}
@@ -396,7 +339,9 @@ def test_apply_and_use_impl(family):
     assert [type(m) for m in model.modules()] == classes
     assert selected(model) == auto
     with use_impl(model.backbone, 'cuda'):
-        assert not any(isinstance(m, CachedLinear) for m in model.backbone.modules())
+        forced = selected(model.backbone)  # the cuda column on every device type
+        assert forced and all(e['cpu'] == e['cuda'] for e in forced.values()), forced
+        assert not any(e['cpu'].endswith(tuple(CPU_ONLY)) for e in forced.values()), forced
     assert selected(model) == auto
     reference = narrow(family, impl='reference')
     assert sum(p.numel() for p in reference.parameters()) == params

@@ -21,8 +21,7 @@ depends on its shape (:meth:`OptimisedConv2d.op_of`):
   slow; a depthwise convolution is memory-bound, so fp32 costs little in the forward. The
   output is then fp32 (more precise, not less); the next autocast op casts it back.
 
-Other inputs, and the other convolutions, run ``nn.Conv2d``'s convolution (with the
-weight cache of :class:`~hifuse_mm.models.ops.weight_cache.WeightCache`). Measurements:
+Other inputs, and the other convolutions, run ``nn.Conv2d``'s convolution. Measurements:
 docs/benchmarks.md.
 """
 from typing import Optional
@@ -32,7 +31,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .drop_in import DropIn
-from .weight_cache import WeightCache
 
 
 def _plain_geometry(conv: nn.Conv2d) -> bool:
@@ -44,10 +42,9 @@ def _plain_geometry(conv: nn.Conv2d) -> bool:
 def pointwise_matmul(conv: 'OptimisedConv2d', x: torch.Tensor) -> torch.Tensor:
     """A 1x1 convolution as ``F.linear`` on a channels-last map."""
     if x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last):
-        return conv.conv2d(x)
-    weight = conv.autocast_param('weight').view(conv.out_channels,
-                                                conv.in_channels)
-    y = F.linear(x.permute(0, 2, 3, 1), weight, conv.autocast_param('bias'))
+        return nn.Conv2d.forward(conv, x)
+    weight = conv.weight.view(conv.out_channels, conv.in_channels)
+    y = F.linear(x.permute(0, 2, 3, 1), weight, conv.bias)
     return y.permute(0, 3, 1, 2)
 
 
@@ -55,7 +52,7 @@ def im2col_small_maps(conv: 'OptimisedConv2d', x: torch.Tensor) -> torch.Tensor:
     """A dense convolution as im2col + one matmul when ``B * H * W < C_out``."""
     if (x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last)
             or x.shape[0] * x.shape[2] * x.shape[3] >= conv.out_channels):
-        return conv.conv2d(x)
+        return nn.Conv2d.forward(conv, x)
     b, c, h, w = x.shape
     kh, kw = conv.kernel_size
     ph, pw = conv.padding
@@ -65,9 +62,8 @@ def im2col_small_maps(conv: 'OptimisedConv2d', x: torch.Tensor) -> torch.Tensor:
     cols = torch.stack([
         padded[:, i:i + h, j:j + w] for i in range(kh) for j in range(kw)
     ], dim=-1).view(b, h, w, c * kh * kw)
-    weight = conv.autocast_param('weight').view(conv.out_channels, c * kh * kw)
-    return F.linear(cols, weight,
-                    conv.autocast_param('bias')).permute(0, 3, 1, 2)
+    weight = conv.weight.view(conv.out_channels, c * kh * kw)
+    return F.linear(cols, weight, conv.bias).permute(0, 3, 1, 2)
 
 
 def depthwise_fp32_bf16_training(conv: 'OptimisedConv2d',
@@ -78,13 +74,13 @@ def depthwise_fp32_bf16_training(conv: 'OptimisedConv2d',
             and torch.get_autocast_dtype(device) == torch.bfloat16
             and (x.requires_grad or conv.weight.requires_grad)):
         with torch.autocast(device, enabled=False):
-            return conv.conv2d(x.float())
-    return conv.conv2d(x)
+            return nn.Conv2d.forward(conv, x.float())
+    return nn.Conv2d.forward(conv, x)
 
 
-class OptimisedConv2d(DropIn, WeightCache, nn.Conv2d):
+class OptimisedConv2d(DropIn, nn.Conv2d):
     """Drop-in for ``nn.Conv2d``: the implementation selected for its op on the
-    input's device, else ``nn.Conv2d``'s convolution with the weight cache."""
+    input's device, else ``nn.Conv2d``'s convolution."""
 
     reference = nn.Conv2d
     implementations = {
@@ -105,12 +101,3 @@ class OptimisedConv2d(DropIn, WeightCache, nn.Conv2d):
                 and min(kh, kw) >= 5):
             return 'depthwise_conv'
         return None
-
-    def conv2d(self, x: torch.Tensor) -> torch.Tensor:
-        """``nn.Conv2d.forward`` with the cached low-precision weights."""
-        return self._conv_forward(x, self.autocast_param('weight'),
-                                  self.autocast_param('bias'))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fn = self.impls.get(x.device.type)
-        return self.conv2d(x) if fn is None else fn(self, x)

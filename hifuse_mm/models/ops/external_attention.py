@@ -13,7 +13,6 @@ import torch
 
 from ..layers.external_attention import MultiHeadExternalAttention
 from .drop_in import DropIn
-from .weight_cache import autocast_param
 
 
 class DoubleNormalization(torch.autograd.Function):
@@ -70,8 +69,8 @@ def _per_image(mhea: MultiHeadExternalAttention, x: torch.Tensor) -> torch.Tenso
     head_dim = c // mhea.num_heads
     # detach(): torch.matmul picks a copying path for an operand that
     # requires grad, even under no_grad.
-    key = autocast_param(mhea.key_memory, 'weight').detach()  # [S, d]
-    value = autocast_param(mhea.value_memory, 'weight').detach()
+    key = mhea.key_memory.weight.detach()  # [S, d]
+    value = mhea.value_memory.weight.detach()
     value_and_ones = torch.cat([value, value.new_ones(1, value.shape[1])])
     channels = x.reshape(b, mhea.num_heads, head_dim, h * w)
     out = None

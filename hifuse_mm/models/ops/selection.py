@@ -20,27 +20,25 @@ from a process-wide switch.
 """
 import os
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, List, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch.nn as nn
 
 from . import (batch_norm, channels_last, conv, external_attention, masa,
-               weight_cache, window_attention)
+               window_attention)
 from .drop_in import DropIn
 
 #: op -> {device type: implementation}. A device type not listed runs the reference.
-#: What loops over images, works around a CPU kernel or caches bf16 weights is
-#: CPU-only; on CUDA the batched paths run (SDPA, cuDNN convolutions).
+#: What loops over images or works around a CPU kernel is CPU-only; on CUDA the batched paths run (SDPA, cuDNN convolutions).
 AUTO: Dict[str, Dict[str, str]] = {
     'channels_last': {'cpu': 'channels_last', 'cuda': 'channels_last'},
     'window_attention': {'cpu': 'sdpa_inference', 'cuda': 'sdpa'},
-    'masa': {'cpu': 'cpu_tuned', 'cuda': 'sdpa'},
+    'masa': {'cpu': 'matmul_low_precision_training', 'cuda': 'sdpa'},
     'external_attention': {'cpu': 'per_image', 'cuda': 'double_norm'},
     'pointwise_conv': {'cpu': 'matmul'},
     'dense_conv': {'cpu': 'im2col'},
     'depthwise_conv': {'cpu': 'fp32_bf16_training'},
     'batch_norm': {'cpu': 'channels_last_grad'},
-    'weight_cache': {'cpu': 'autocast_cache'},
 }
 
 #: Values of ``impl``.
@@ -52,7 +50,7 @@ DEVICE_TYPES = ('cpu', 'cuda')
 DROP_INS: Dict[type, type] = {
     cls.reference: cls
     for cls in (batch_norm.OptimisedBatchNorm2d, channels_last.OptimisedLN2d,
-                conv.OptimisedConv2d, weight_cache.CachedLinear,
+                conv.OptimisedConv2d,
                 external_attention.OptimisedExternalAttention,
                 masa.OptimisedManhattanSelfAttention,
                 window_attention.OptimisedWindowAttention)
@@ -94,7 +92,6 @@ def apply_impl(module: nn.Module, impl: str = 'auto') -> nn.Module:
     """Select ``impl`` (see the module docstring) for every submodule of ``module``,
     ``module`` included, in place; returns ``module``."""
     table = resolve(impl)
-    cache = frozenset(table.get('weight_cache', ()))
     for m in module.modules():
         op = getattr(type(m), 'selectable_op', None)
         if op is not None:
@@ -105,54 +102,35 @@ def apply_impl(module: nn.Module, impl: str = 'auto') -> nn.Module:
         if drop_in is None:
             continue
         impls = _functions(drop_in.op_of(m), table, drop_in.implementations)
-        caches = issubclass(drop_in, weight_cache.WeightCache) and bool(cache)
-        m.__dict__.pop(weight_cache.WeightCache._CACHE, None)
-        if impls or caches:
+        if impls:
             m.__class__ = drop_in
             m.impls = impls
-            if caches:
-                m.cache_devices = cache
         else:
             m.__class__ = reference
             m.__dict__.pop('impls', None)
-        if not caches:
-            m.__dict__.pop('cache_devices', None)
     return module
-
-
-_STATE = ('impls', 'cache_devices')
 
 
 @contextmanager
 def use_impl(module: nn.Module, impl: str) -> Iterator[nn.Module]:
     """Run the enclosed code with ``impl`` selected for ``module``, then restore
     exactly the selection it had (also on an exception)."""
-    saved: List[Tuple[nn.Module, type, dict]] = [
-        (m, type(m), {k: m.__dict__[k] for k in _STATE if k in m.__dict__})
-        for m in module.modules()
+    saved: List[Tuple[nn.Module, type, Optional[dict]]] = [
+        (m, type(m), m.__dict__.get('impls')) for m in module.modules()
     ]
     apply_impl(module, impl)
     try:
         yield module
     finally:
-        for m, cls, state in saved:
+        for m, cls, impls in saved:
             m.__class__ = cls
-            m.__dict__.pop(weight_cache.WeightCache._CACHE, None)
-            for key in _STATE:
-                m.__dict__.pop(key, None)
-            m.__dict__.update(state)
+            m.__dict__.pop('impls', None)
+            if impls is not None:
+                m.impls = impls
 
 
 def selected(module: nn.Module) -> Dict[str, Dict[str, str]]:
     """``{module name: {device type: implementation function}}`` of ``module``'s
-    optimised submodules (``'weight_cache'`` for the cached weights)."""
-    out = {}
-    for name, m in module.named_modules():
-        entry = {device: fn.__name__
-                 for device, fn in getattr(m, 'impls', {}).items()}
-        for device in getattr(m, 'cache_devices', ()):
-            entry[device] = '+'.join(filter(None, [entry.get(device),
-                                                   'weight_cache']))
-        if entry:
-            out[name] = entry
-    return out
+    optimised submodules."""
+    return {name: {device: fn.__name__ for device, fn in m.impls.items()}
+            for name, m in module.named_modules() if getattr(m, 'impls', None)}
