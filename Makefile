@@ -6,13 +6,14 @@
 #   make venv-onedl / test-onedl   the same on the maintained OneDL forks of mmengine, mmcv and
 #                                  mmpretrain, in .venv-onedl (requirements/constraints-onedl.txt)
 # .venv gets the `openmmlab` extra (upstream mmengine, mmcv-lite, mmpretrain), .venv-onedl the
-# `onedl` extra; both get the test tools and grad-cam. See the stack note in setup.py.
+# `onedl` extra; both get the test tools and grad-cam; .venv also the split audit (`audit`) and
+# ONNX export / onnxruntime (`deploy`). See the stack note in setup.py.
 
 PYTHON ?= python3.11
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.hifuse-installed
-EXTRAS := openmmlab,tests,cam,audit
+EXTRAS := openmmlab,tests,cam,audit,deploy
 ONEDL_VENV := .venv-onedl
 ONEDL_VPY := $(ONEDL_VENV)/bin/python
 ONEDL_STAMP := $(ONEDL_VENV)/.hifuse-installed

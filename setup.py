@@ -59,6 +59,10 @@ setup(
         'tests': ['pytest', 'import-linter>=2.17'],  # .importlinter; tested with 2.17
         'cam': ['grad-cam>=1.5'],  # 1.5 dropped use_cuda; tested with 1.5.7
         'audit': ['imagehash>=4.3'],  # split audit; tested with 4.3.2
+        # ONNX export and onnxruntime inference (hifuse_mm.deploy, tools/deployment/), imported
+        # only when used; torch.onnx.export(dynamo=True) needs onnxscript. Tested with onnx
+        # 1.23.2, onnxscript 0.7.2 (onnx-ir 1.1.0), onnxruntime 1.32.0.
+        'deploy': ['onnx>=1.23', 'onnxscript>=0.7', 'onnxruntime>=1.32'],
     },
     classifiers=[
         'Programming Language :: Python :: 3',

@@ -4,6 +4,8 @@
     python tools/infer.py CONFIG CHECKPOINT INPUT --out predictions.csv [--batch-size N] [--tta]
                           [--device cpu|cuda] [--precision fp32|bf16|fp16] [--compile]
                           [--temperature T] [--cfg-options KEY=VALUE ...] [--force]
+    python tools/infer.py MODEL.onnx INPUT --out predictions.csv [--batch-size N] [--tta]
+                          [--temperature T] [--threads N] [--force]
 
 INPUT is an image or a folder (searched recursively for .jpg/.jpeg/.png/.bmp/.tif/... files).
 The CSV (UTF-8) has one row per image file, in sorted order: ``path``, ``pred_label``,
@@ -20,6 +22,13 @@ only with ``--force``) and written atomically: a complete CSV or none, never a p
 temperature fitted on the validation split; default 1: unchanged probabilities; the predicted
 class never changes). ``--precision fp16`` on a CPU warns that it is emulated and slow (use
 bf16). The same from Python: ``hifuse_mm.apis.Classifier(config, ckpt).predict(...)``.
+
+A model exported by ``tools/deployment/export_onnx.py`` (a first argument ending in ``.onnx``)
+runs with onnxruntime on the CPU, with no config or checkpoint: its manifest (``model.json``
+beside ``model.onnx``) gives the classes and the preprocessing, and must record the model
+file's SHA-256. The CSV is the same as the PyTorch path's (``Classifier.from_onnx`` from
+Python). The PyTorch-only options (``--device``, ``--precision``, ``--compile``,
+``--cfg-options``, ``--trust-checkpoint``) are refused with it.
 """
 from __future__ import annotations
 
@@ -38,6 +47,7 @@ from mmengine.config import DictAction
 from hifuse_mm.apis import (IMAGE_EXTENSIONS, Classifier, ModelLoadError, OutputExistsError,
                             check_new_files, find_images)
 from hifuse_mm.apis.image_stream import ReadFailure, prepared_batches, report_failures
+from hifuse_mm.deploy import DeployDependencyError, ManifestError, OnnxModelError
 from hifuse_mm.utils.atomic_files import atomic_write_bytes
 from hifuse_mm.utils.file_names import printable_name
 from hifuse_mm.utils.speed import PRECISIONS
@@ -54,10 +64,15 @@ class OutputError(ValueError):
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', help='config the checkpoint was trained with')
-    parser.add_argument('checkpoint', help='checkpoint (training, published or converted)')
-    parser.add_argument('input', help='an image, or a folder searched recursively')
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        usage='%(prog)s (CONFIG CHECKPOINT | MODEL.onnx) INPUT --out CSV [options]')
+    parser.add_argument('config', help='config the checkpoint was trained with, or an .onnx '
+                        'model exported by tools/deployment/export_onnx.py (its manifest '
+                        'beside it; no CHECKPOINT then)')
+    parser.add_argument('checkpoint', help='checkpoint (training, published or converted); '
+                        'after an .onnx model: INPUT')
+    parser.add_argument('input', nargs='?', help='an image, or a folder searched recursively')
     parser.add_argument('--out', required=True,
                         help='CSV file to write (must not exist unless --force; its folder '
                         'must be writable; checked before the model loads)')
@@ -80,8 +95,31 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. '
                         'test_dataloader.dataset.pipeline.1.scale=128')
+    parser.add_argument('--threads', type=int,
+                        help='onnxruntime threads, for an .onnx model (default: its own)')
     parser.add_argument('--force', action='store_true', help='overwrite an existing --out file')
     args = parser.parse_args(argv)
+    args.onnx = None
+    if args.config.lower().endswith('.onnx'):
+        if args.input is not None:
+            parser.error(f'an .onnx model takes no checkpoint: {args.config} INPUT --out CSV '
+                         f'(got {args.checkpoint} and {args.input})')
+        args.onnx, args.input, args.config, args.checkpoint = \
+            args.config, args.checkpoint, None, None
+        torch_only = [flag for flag, used in (
+            ('--device', args.device not in (None, 'cpu')),
+            ('--precision', args.precision != 'fp32'), ('--compile', args.compile),
+            ('--cfg-options', bool(args.cfg_options)),
+            ('--trust-checkpoint', args.trust_checkpoint)) if used]
+        if torch_only:
+            parser.error(f'{" ".join(torch_only)}: PyTorch options; an .onnx model runs with '
+                         'onnxruntime on the CPU in fp32, preprocessed as its manifest says')
+    elif args.input is None:
+        parser.error('the following arguments are required: input')
+    elif args.threads is not None:
+        parser.error('--threads is for an .onnx model (use torch\'s OMP_NUM_THREADS otherwise)')
+    if args.threads is not None and args.threads < 1:
+        parser.error('--threads must be >= 1')
     if args.batch_size < 1:
         parser.error('--batch-size must be >= 1')
     if not (math.isfinite(args.temperature) and args.temperature > 0):
@@ -159,12 +197,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f'error: no image files in {printable_name(args.input)}', file=sys.stderr)
         return EXIT_NOTHING_READ
     try:
-        classifier = Classifier(args.config, args.checkpoint, device=args.device,
-                                trust_checkpoint=args.trust_checkpoint,
-                                cfg_options=args.cfg_options, tta=args.tta,
-                                precision=args.precision, compile=args.compile,
-                                temperature=args.temperature)
-    except ModelLoadError as err:
+        if args.onnx:
+            classifier = Classifier.from_onnx(args.onnx, tta=args.tta,
+                                              temperature=args.temperature,
+                                              threads=args.threads)
+        else:
+            classifier = Classifier(args.config, args.checkpoint, device=args.device,
+                                    trust_checkpoint=args.trust_checkpoint,
+                                    cfg_options=args.cfg_options, tta=args.tta,
+                                    precision=args.precision, compile=args.compile,
+                                    temperature=args.temperature)
+    except (ModelLoadError, ManifestError, OnnxModelError, DeployDependencyError) as err:
         print(f'error: {err}', file=sys.stderr)
         return EXIT_USAGE
 
@@ -195,7 +238,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_WRITE
     failed = f'; {len(failures)} could not be (status "error" rows)' if failures else ''
     print(f'{len(predicted)} image(s) classified in {time.time() - start:.1f} s '
-          f'({"with" if args.tta else "without"} TTA, {args.precision}){failed} -> '
+          f'({"with" if args.tta else "without"} TTA, '
+          f'{"onnxruntime fp32" if args.onnx else args.precision}){failed} -> '
           f'{printable_name(out)}')
     return 0
 

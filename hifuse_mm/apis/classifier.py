@@ -7,6 +7,11 @@ Example::
     clf = Classifier('configs/hifuse/hifuse-tiny_isic2018.py', 'hifuse-tiny-1a2b3c4d.pth')
     for pred in clf.predict(['a.jpg', 'b.jpg']):
         print(pred.name, pred.score, dict(zip(clf.classes, pred.probabilities)))
+
+An exported model (``tools/deployment/export_onnx.py``) runs the same way with onnxruntime,
+without a config or checkpoint: ``Classifier.from_onnx('model.onnx')`` (an
+:class:`OnnxClassifier`; its manifest ``model.json`` beside it gives the classes and the
+preprocessing).
 """
 from __future__ import annotations
 
@@ -18,12 +23,21 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from ..deploy.onnx_backend import OnnxLogitsSession
 from ..utils.speed import autocast_context, autocast_dtype, maybe_compile, warn_slow_precision
 from .images import PathLike
 from .model_loading import ConfigLike, LoadedModel, load_model
+from .onnx_preprocess import manifest_preprocessor
 from .preprocess import ImagePreprocessor, PreparedImage
 
 ImageLike = Union[str, Path, np.ndarray]
+
+
+def _checked_temperature(temperature: float) -> float:
+    temperature = float(temperature)
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f'temperature must be a finite number > 0, got {temperature}')
+    return temperature
 
 
 @dataclass
@@ -76,10 +90,7 @@ class Classifier:
                  cfg_options: Optional[dict] = None, precision: str = 'fp32',
                  compile: bool = False, trust_checkpoint: bool = False,
                  temperature: float = 1.0) -> None:
-        temperature = float(temperature)
-        if not (math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f'temperature must be a finite number > 0, got {temperature}')
-        self.temperature = temperature
+        self.temperature = _checked_temperature(temperature)
         self.loaded: LoadedModel = load_model(config, checkpoint, device, cfg_options,
                                               trust_checkpoint=trust_checkpoint)
         self.preprocessor = ImagePreprocessor(self.loaded.cfg,
@@ -91,6 +102,13 @@ class Classifier:
         self._forward = self._logits_fp32
         if compile:
             maybe_compile(self, method='_forward')
+
+    @classmethod
+    def from_onnx(cls, model: PathLike, tta: bool = False, temperature: float = 1.0,
+                  threads: Optional[int] = None) -> 'OnnxClassifier':
+        """A classifier running an exported model with onnxruntime (CPU); see
+        :class:`OnnxClassifier`."""
+        return OnnxClassifier(model, tta=tta, temperature=temperature, threads=threads)
 
     @property
     def classes(self) -> Tuple[str, ...]:
@@ -189,3 +207,57 @@ class Classifier:
                      for i, image in enumerate(images[start:start + batch_size])]
             predictions.extend(self.predict_prepared(chunk))
         return predictions
+
+
+class OnnxClassifier(Classifier):
+    """A :class:`Classifier` whose model is an exported ONNX file run by onnxruntime (CPU).
+
+    Everything but the forward pass is the PyTorch classifier's: the preprocessing (the same
+    :class:`~hifuse_mm.apis.ImagePreprocessor`, rebuilt from the manifest), the batching,
+    softmax, temperature, TTA and :meth:`predict` / :meth:`predict_prepared`, so its
+    predictions equal those of ``Classifier(config, checkpoint)`` to the gate's tolerance. No
+    config, checkpoint or training package is read; the model runs in fp32.
+
+    Args:
+        model: The ``.onnx`` file; its manifest (same name, ``.json``) must be beside it and
+            record the file's SHA-256.
+        tta: Average the probabilities of the image and its horizontal mirror.
+        temperature: As for :class:`Classifier`.
+        threads: onnxruntime's intra-op threads (None: its default).
+
+    Raises:
+        hifuse_mm.deploy.ManifestError: no manifest, an invalid one, or one recording another
+            file's checksum.
+        hifuse_mm.deploy.OnnxModelError: onnxruntime cannot load the file.
+        hifuse_mm.deploy.DeployDependencyError: onnxruntime is not installed.
+    """
+
+    def __init__(self, model: PathLike, tta: bool = False, temperature: float = 1.0,
+                 threads: Optional[int] = None) -> None:
+        self.temperature = _checked_temperature(temperature)
+        self.model_path = Path(model)
+        self.session = OnnxLogitsSession.from_file(self.model_path, threads=threads)
+        self.manifest = self.session.manifest
+        self.preprocessor = manifest_preprocessor(self.manifest, str(self.model_path))
+        self.loaded = None
+        self.tta = tta
+        self.precision = 'fp32'
+        self._forward = self._onnx_logits
+
+    @property
+    def classes(self) -> Tuple[str, ...]:
+        """Class names in label order (from the manifest)."""
+        return self.manifest.classes
+
+    @property
+    def model(self) -> None:
+        """None: an ONNX classifier has no PyTorch module (see :attr:`session`)."""
+        return None
+
+    def _onnx_logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session(inputs.detach().cpu().numpy()))
+
+    @torch.no_grad()
+    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Class scores before softmax for a normalised ``[B, C, H, W]`` batch (fp32)."""
+        return self._forward(inputs)
