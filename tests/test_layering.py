@@ -1,5 +1,5 @@
 """The package layering of .importlinter (utils < models < converters < datasets | evaluation
-< engine < apis < analysis < cli, no import cycles) holds for the code in this checkout."""
+< engine < deploy < apis < analysis < cli, no import cycles) holds for the code in this checkout."""
 import subprocess
 import sys
 
