@@ -2,6 +2,7 @@
 import contextlib
 import os
 import shlex
+import time
 from pathlib import Path
 from typing import Dict, Iterator
 
@@ -33,6 +34,20 @@ def inside(folder: Path) -> Iterator[None]:
     torch.use_deterministic_algorithms(before)
 
 
+_LAST_RUN_SECOND = [-1]
+
+
+def new_run_second() -> None:
+    """Call before a run in this process whose log or timestamped folder a test reads: mmengine
+    names a run after its config file and the wall-clock second it starts in (its log folder is
+    that timestamp; its logger and visualizer are looked up by that name), so two runs of one
+    config started within one second would share the first run's logger and log file. Waits,
+    when needed, for the next second after the previous such run started."""
+    while int(time.time()) == _LAST_RUN_SECOND[0]:
+        time.sleep(0.02)
+    _LAST_RUN_SECOND[0] = int(time.time())
+
+
 class Payload:
     """A hostile pickle: unpickling it runs a shell command that creates ``marker``."""
 
@@ -41,3 +56,32 @@ class Payload:
 
     def __reduce__(self):
         return os.system, (f'touch {shlex.quote(self.marker)}', )
+
+
+def forward_parts(model: torch.nn.Module, x: torch.Tensor):
+    """One no-grad pass of an ImageClassifier with a fusion neck: ``(logits, stage maps, the
+    neck's fused map, the neck's features)``, each as that pass computed it (the stage maps are
+    the backbone's output, the fused map what ``neck.fuse`` returned on them)."""
+    seen = {}
+    fuse = model.neck.fuse
+
+    def spy(inputs):
+        seen['fused'] = fuse(inputs)
+        return seen['fused']
+
+    def keep(name):
+        def hook(module, args, out):
+            seen[name] = out  # (returns None: the output is left as it is)
+        return hook
+
+    hooks = [model.backbone.register_forward_hook(keep('stages')),
+             model.neck.register_forward_hook(keep('neck'))]
+    model.neck.fuse = spy
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        del model.neck.fuse
+        for hook in hooks:
+            hook.remove()
+    return logits, seen['stages'], seen['fused'], seen['neck']

@@ -22,7 +22,7 @@ from hifuse_mm.apis import (CamError, CamExplainer, Classifier, ImageReadError, 
                             read_image)
 from hifuse_mm.apis.training_log import estimate_iters_per_epoch
 from hifuse_mm.datasets import DEMO_CLASSES, make_demo_dataset
-from tool_runner import call_tool, ok, run_tool
+from tool_runner import call_tool, ok
 from tiny_config import NARROW_HIFUSE, write_config
 
 SMALL_MODELS = {
@@ -254,9 +254,10 @@ def test_mean_inside_outside():
 def test_vis_cam_tool_writes_one_png_per_image(space, family, method):
     config, checkpoint = family_files(space, family)
     out_dir = space / f'cams_{family}'
-    proc = ok(run_tool(space, 'visualization/vis_cam.py', config, checkpoint, 'data/test',
-                       '--method', method, '--branches', '--out-dir', out_dir,
-                       '--device', 'cpu'))
+    # In this process (tests/test_explain_e2e.py runs vis_cam.py as a subprocess).
+    proc = ok(call_tool(space, 'visualization/vis_cam.py', config, checkpoint, 'data/test',
+                        '--method', method, '--branches', '--out-dir', out_dir,
+                        '--device', 'cpu'))
     assert f'4 CAM figure(s) ({method}, fused+local+global)' in proc.stdout
     pngs = sorted(out_dir.rglob('*.png'))
     assert [p.relative_to(out_dir).as_posix() for p in pngs] == [

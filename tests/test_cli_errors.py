@@ -1,9 +1,21 @@
 """Bad command lines end with one clear ``error:`` line and no traceback, through the real
-tools/train.py and tools/test.py (issue 14, item 16). Most fail before any training."""
+tools/train.py and tools/test.py (issue 14, item 16). Most fail before any training.
+
+One mistake per tool runs the tool as a subprocess, exactly as a user meets it (a missing config
+for train.py, a missing checkpoint for test.py); the other kinds run the same script in this
+process as ``python tools/X.py`` would (``run_script_here``: ``runpy``, its own ``sys.argv``,
+stdout and stderr captured at the file-descriptor level too), which spares an interpreter start
+each; the variants of a case call the tool's main.
+"""
 import contextlib
 import io
+import os
 import re
+import runpy
+import sys
 import tarfile
+import tempfile
+import traceback
 import zipfile
 from pathlib import Path
 
@@ -12,7 +24,7 @@ import torch
 
 from hifuse_mm import cli
 from tiny_config import make_data, write_config
-from tool_runner import run_tool
+from tool_runner import TOOLS, ToolResult, run_tool
 
 DIST_VARIABLES = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'LOCAL_RANK',
                   'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK')
@@ -60,6 +72,49 @@ def fails_cleanly(proc, *expected: str, usage: bool = False) -> str:
     return _check(proc.returncode, proc.stderr, proc.stdout, expected, usage)
 
 
+def run_script_here(space: Path, script: str, *argv: str) -> ToolResult:
+    """``python tools/<script> argv`` in ``space``, but in this process: the script is run as
+    ``__main__`` with its own ``sys.argv``; what it writes to ``sys.stdout`` / ``sys.stderr``
+    or to file descriptors 1 and 2 (C code, handlers bound to the real streams) is captured;
+    the exit status is the interpreter's (``sys.exit('message')``: the message on stderr and
+    1; an uncaught exception: its traceback on stderr and 1)."""
+    path = TOOLS / script
+    before = torch.are_deterministic_algorithms_enabled()
+    out, err = io.StringIO(), io.StringIO()
+    with tempfile.TemporaryFile() as fd_out, tempfile.TemporaryFile() as fd_err:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+        saved_argv, code = sys.argv, 0
+        os.dup2(fd_out.fileno(), 1)
+        os.dup2(fd_err.fileno(), 2)
+        try:
+            with contextlib.chdir(space), contextlib.redirect_stdout(out), \
+                    contextlib.redirect_stderr(err):
+                sys.argv = [str(path), *map(str, argv)]
+                try:
+                    runpy.run_path(str(path), run_name='__main__')
+                except SystemExit as exit_info:
+                    code = exit_info.code
+                    if isinstance(code, str):
+                        print(code, file=err)
+                        code = 1
+                    code = 0 if code is None else code
+                except BaseException:  # noqa: B902 - what the interpreter would print
+                    traceback.print_exc(file=err)
+                    code = 1
+        finally:
+            sys.argv = saved_argv
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            torch.use_deterministic_algorithms(before)
+        fd_out.seek(0)
+        fd_err.seek(0)
+        return ToolResult(code, out.getvalue() + fd_out.read().decode(errors='replace'),
+                          err.getvalue() + fd_err.read().decode(errors='replace'))
+
+
 def main_fails_cleanly(space: Path, main, *argv: str, expected=(), usage=False) -> str:
     """The same for a tool's main called in this process (quicker; the variants of a case
     the subprocess tests cover): an exception other than ``SystemExit`` is a traceback."""
@@ -78,7 +133,7 @@ def main_fails_cleanly(space: Path, main, *argv: str, expected=(), usage=False) 
     return _check(code if isinstance(code, int) else 1, stderr, '', expected, usage)
 
 
-# One subprocess per kind of mistake, exactly as a user meets it.
+# Each kind of mistake once through the whole tool (a subprocess, or run_script_here).
 
 def test_missing_config(space):
     fails_cleanly(run_tool(space, 'train.py', 'no_such.py'), 'config file no_such.py not found')
@@ -96,7 +151,7 @@ def test_missing_checkpoint(space):
 
 
 def test_junk_checkpoint(space):
-    fails_cleanly(run_tool(space, 'test.py', 'tiny.py', 'junk.pth', '--work-dir', 'w'),
+    fails_cleanly(run_script_here(space, 'test.py', 'tiny.py', 'junk.pth', '--work-dir', 'w'),
                   'CHECKPOINT', 'junk.pth', 'is not a PyTorch checkpoint')
 
 
@@ -115,8 +170,8 @@ def test_unreadable_checkpoint(space, name, what):
 
 def test_mistyped_config_keys(space):
     # An argument the train loop does not take: named, with the key meant.
-    fails_cleanly(run_tool(space, 'train.py', 'tiny.py', '--work-dir', 'w', '--cfg-options',
-                           'train_cfg.max_epoch=1'),
+    fails_cleanly(run_script_here(space, 'train.py', 'tiny.py', '--work-dir', 'w',
+                                  '--cfg-options', 'train_cfg.max_epoch=1'),
                   'train_cfg.max_epoch', 'did you mean train_cfg.max_epochs')
     # A top-level key nothing reads (silently ignored before: a full-length "smoke test").
     main_fails_cleanly(space, cli.train_main, 'tiny.py', '--work-dir', 'w', '--cfg-options',
@@ -133,7 +188,8 @@ def test_mistyped_config_keys(space):
 
 
 def test_malformed_cfg_options(space):
-    fails_cleanly(run_tool(space, 'train.py', 'tiny.py', '--cfg-options', 'train_cfg.max_epochs'),
+    fails_cleanly(run_script_here(space, 'train.py', 'tiny.py', '--cfg-options',
+                                  'train_cfg.max_epochs'),
                   '--cfg-options', 'train_cfg.max_epochs', 'KEY=VALUE', usage=True)
     main_fails_cleanly(space, cli.test_main, 'tiny.py', 'good.pth', '--cfg-options',
                        'model.head.topk=[1,', expected=('--cfg-options', 'model.head.topk'),
@@ -146,7 +202,7 @@ def test_malformed_cfg_options(space):
 def test_launcher_outside_its_launcher(space, monkeypatch):
     for name in DIST_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    fails_cleanly(run_tool(space, 'train.py', 'tiny.py', '--launcher', 'pytorch'),
+    fails_cleanly(run_script_here(space, 'train.py', 'tiny.py', '--launcher', 'pytorch'),
                   '--launcher pytorch', 'tools/dist_train.sh')
     main_fails_cleanly(space, cli.test_main, 'tiny.py', 'good.pth', '--launcher', 'pytorch',
                        expected=('--launcher pytorch', 'tools/dist_test.sh'))

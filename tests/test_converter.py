@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from hifuse_mm.converters import ConversionError, convert_official
-from helpers import REPO
+from helpers import REPO, TOOLS
 from parity_utils import PARITY_DIR, generate_state_dict
+from tool_runner import call_tool
 
 TOOL = REPO / 'tools' / 'model_converters' / 'hifuse_official_to_mmpretrain.py'
 SOURCE = PARITY_DIR / 'hifuse_tiny_dw.pt'
@@ -101,22 +102,26 @@ def test_cli(released, tmp_path: Path):
     dst = tmp_path / 'converted.pth'
     torch.save({'net': released}, src)
 
-    def run(*args):
-        return subprocess.run([sys.executable, str(TOOL), *map(str, args)],
-                              capture_output=True, text=True, cwd=REPO)
-
-    result = run(src, dst)
+    # The conversion itself as a user runs it (a subprocess); the refusals and --force through
+    # the same main() in this process (no second interpreter start for each).
+    result = subprocess.run([sys.executable, str(TOOL), str(src), str(dst)],
+                            capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert 'tiny' in result.stdout and 'paper' in result.stdout
     ckpt = torch.load(dst, weights_only=True)  # safe to load
     assert ckpt['meta']['hifuse_mm']['settings']['irmlp_depthwise'] is True
     assert len(ckpt['state_dict']) > 0
 
+    def run(*args):
+        return call_tool(REPO, TOOL.relative_to(TOOLS), *args, exits=True)
+
     before = dst.stat().st_mtime_ns
     result = run(src, dst)
     assert result.returncode != 0 and '--force' in result.stderr
     assert dst.stat().st_mtime_ns == before  # untouched
     assert run(src, dst, '--force').returncode == 0
+    assert dst.stat().st_mtime_ns != before
+    assert torch.load(dst, weights_only=True)['state_dict'].keys() == ckpt['state_dict'].keys()
 
     junk = tmp_path / 'junk.pth'
     torch.save({'fc.weight': torch.zeros(2)}, junk)

@@ -17,6 +17,7 @@ of near-zero gradients into differences of a sizeable fraction of a step.
 """
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -58,6 +59,7 @@ def test_two_processes_batch_b_equal_one_process_batch_2b(tmp_path):
                           stderr=subprocess.STDOUT, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-6000:]
     assert 'Epoch(train) [1][3/3]' in proc.stdout and 'Distributed training: True' in proc.stdout
+    assert re.search(r'GPU number: 2\b', proc.stdout)  # the two processes are one run
 
     before = torch.are_deterministic_algorithms_enabled()
     with contextlib.chdir(tmp_path):

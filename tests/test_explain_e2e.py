@@ -1,10 +1,10 @@
 """The model tools on a model trained on the synthetic lesion data: CAMs, inference, curves,
 publishing.
 
-A narrow HiFuse (16-128 channels, one block per stage) is trained with tools/train.py on 128px
-demo images (RandomResizedCrop + flips, seeded, deterministic algorithms; 80 iterations, about
-20 s on two idle cores); it then classifies the held-out images almost perfectly, and its
-stage-4 CAMs are compared with the lesion masks the generator wrote.
+A narrow HiFuse (16-128 channels, one block per stage) is trained with tools/train.py (its main,
+in this process) on 128px demo images (RandomResizedCrop + flips, seeded, deterministic
+algorithms; 80 iterations, about 20 s on two idle cores); it then classifies the held-out images
+almost perfectly, and its stage-4 CAMs are compared with the lesion masks the generator wrote.
 """
 import csv
 import json
@@ -20,6 +20,8 @@ import torch
 from hifuse_mm.apis import CamExplainer, Classifier, load_model, load_training_log, \
     mean_inside_outside
 from hifuse_mm.datasets import DEMO_CLASSES, make_demo_dataset
+from hifuse_mm.cli import train_main
+from helpers import inside
 from tool_runner import REPO, call_tool, ok, run_tool
 from tiny_config import NARROW_HIFUSE
 
@@ -60,8 +62,10 @@ def workspace(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope='module')
 def trained(workspace) -> Path:
-    """Train with tools/train.py; returns the work dir."""
-    ok(run_tool(workspace, 'train.py', 'hifuse_small.py', '--work-dir', 'run'))
+    """Train with tools/train.py's main, in this process (the tools below that use the model
+    run as subprocesses); returns the work dir."""
+    with inside(workspace):
+        train_main(['hifuse_small.py', '--work-dir', 'run'])
     return workspace / 'run'
 
 

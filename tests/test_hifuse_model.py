@@ -5,6 +5,7 @@ import torch.nn as nn
 from mmpretrain.registry import MODELS
 
 import hifuse_mm  # noqa: F401
+from helpers import forward_parts
 from hifuse_mm.models import HFFNeck, HiFuse
 from hifuse_mm.models.layers import ChannelAttention, GlobalBlock, IRMLP
 
@@ -51,23 +52,36 @@ def test_default_is_paper_mode():
     assert n_params(released) - n_params(neck) == diff
 
 
-@pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])
+@pytest.fixture(scope='module')
+def built():
+    """``built(arch)``: a 5-class classifier of ``arch`` in eval mode, built once for the sizes
+    of test_shapes (they run arch by arch; only the latest model is kept)."""
+    models = {}
+
+    def get(arch):
+        if arch not in models:
+            models.clear()
+            models[arch] = classifier(arch, num_classes=5).eval()
+        return models[arch]
+
+    return get
+
+
 @pytest.mark.parametrize('size', [(224, 224), (256, 256), (320, 256)])
-def test_shapes(arch, size):
-    model = classifier(arch, num_classes=5).eval()
-    x = torch.randn(1, 3, *size)
-    with torch.no_grad():
-        stages = model.backbone(x)
-        assert len(stages) == 4
-        for i, (local_map, global_map) in enumerate(stages):
-            expected = (1, CHANNELS[i], size[0] // 2**(i + 2),
-                        size[1] // 2**(i + 2))
-            assert local_map.shape == expected
-            assert global_map.shape == expected
-        fused = model.neck.fuse(stages)
-        assert fused.shape == (1, 768, size[0] // 32, size[1] // 32)
-        assert model.neck(stages)[0].shape == (1, 768)
-        assert model(x).shape == (1, 5)
+@pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])
+def test_shapes(built, arch, size):
+    # One pass through the classifier (tests/helpers.forward_parts takes the stage maps, the
+    # fused map and the neck's features from it).
+    logits, stages, fused, features = forward_parts(built(arch), torch.randn(1, 3, *size))
+    assert len(stages) == 4
+    for i, (local_map, global_map) in enumerate(stages):
+        expected = (1, CHANNELS[i], size[0] // 2**(i + 2),
+                    size[1] // 2**(i + 2))
+        assert local_map.shape == expected
+        assert global_map.shape == expected
+    assert fused.shape == (1, 768, size[0] // 32, size[1] // 32)
+    assert features[0].shape == (1, 768)
+    assert logits.shape == (1, 5)
 
 
 def test_depths_by_arch_and_explicit():

@@ -1,8 +1,10 @@
 """The one-file HTML evaluation report (tools/analysis_tools/report.py, tools/test.py --html).
 
-One tiny real run is made once for the module: the narrow HiFuse trained for one epoch on
-synthetic 32 px images (with a ``meta/split.json`` and a real split audit in the data folder),
-then tested by the real ``tools/test.py --bootstrap --calibrate val --threshold val --html``.
+One tiny real run is tested once for the module: the narrow HiFuse trained by tools/train.py
+on synthetic 32 px images (with a ``meta/split.json`` and a real split audit in the data folder;
+the run is shared with tests/test_report_validation_choices.py, see ``trained_tiny`` in
+tests/conftest.py), tested by the real
+``tools/test.py --bootstrap --calibrate val --threshold val --html``.
 The tests parse the HTML with ``html.parser`` and check every section, that every image is an
 embedded PNG that decodes, that nothing is loaded from outside the file, the checklist, and
 numbers against the run's own files; then what happens when parts are missing, for a k-fold
@@ -10,7 +12,6 @@ run, for two runs compared, and for a folder that is not a run.
 """
 import base64
 import csv
-import hashlib
 import importlib.util
 import io
 import json
@@ -31,7 +32,6 @@ from hifuse_mm.analysis.html_report import failures_section
 from hifuse_mm.analysis.html_report.checklist import CLAIM_2024, TRIPOD_AI
 from hifuse_mm.evaluation import LastEvaluation, evaluate_predictions, write_test_report
 from hifuse_mm.utils.file_hash import file_sha256
-from tiny_config import make_data, write_config
 from tool_runner import call_tool, ok
 
 SECTIONS = ('data', 'results', 'failures', 'run-facts', 'checklist')
@@ -102,52 +102,23 @@ def _offline(text: str, page: Page) -> None:
     assert 'url(' not in style and '@import' not in style
 
 
-def _write_split_record(root: Path) -> dict:
-    """A meta/split.json like the converters write (checksums of the real lists)."""
-    meta = root / 'meta'
-    classes = (meta / 'classes.txt').read_text().split()
-    counts, index_files = {}, {}
-    for split in ('train', 'val', 'test'):
-        lines = (meta / f'{split}.txt').read_text().split('\n')
-        labels = [int(line.rsplit(' ', 1)[1]) for line in lines if line]
-        counts[split] = dict(total=len(labels), per_class={
-            name: labels.count(i) for i, name in enumerate(classes)})
-    for name in ('classes.txt', 'train.txt', 'val.txt', 'test.txt'):
-        index_files[f'meta/{name}'] = hashlib.sha256((meta / name).read_bytes()).hexdigest()
-    record = dict(format_version=1, dataset='demo', protocol='tiny-protocol', seed=7,
-                  options={'ratio': '1:1:1'}, classes=classes, image_root='', counts=counts,
-                  source_files={'labels.csv': '0' * 64}, index_files=index_files)
-    (meta / 'split.json').write_text(json.dumps(record, indent=2))
-    return record
-
-
 @pytest.fixture(scope='module')
-def tested(tmp_path_factory):
-    """Train 1 epoch, test with bootstrap / calibrate / threshold / --html; returns the
-    workspace, the report folder, the checkpoint and the split record."""
-    root = tmp_path_factory.mktemp('html_report')
-    data = make_data(root, num_per_class=(3, 3, 3))
-    record = _write_split_record(data)
-    from hifuse_mm.datasets.prepare.audit import audit_split, write_report
-    write_report(data, audit_split(data))
-    write_config(root / 'tiny.py', data)
-    env = repo_env(OMP_NUM_THREADS='1')
-    proc = subprocess.run([sys.executable, str(TOOLS / 'train.py'), 'tiny.py', '--work-dir',
-                           'run'], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    checkpoint, = (root / 'run').glob('best_*.pth')
+def tested(trained_tiny):
+    """Test the shared tiny training run (tests/conftest.py) with bootstrap / calibrate /
+    threshold / --html; returns the workspace, the report folder, the checkpoint and the split
+    record."""
+    root, checkpoint = trained_tiny.root, trained_tiny.checkpoint
     proc = subprocess.run([sys.executable, str(TOOLS / 'test.py'), 'tiny.py',
                            str(checkpoint.relative_to(root)), '--work-dir', 'tested',
                            '--bootstrap', '20', '--calibrate', 'val', '--threshold', 'val',
-                           '--html'], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=600)
+                           '--html'], cwd=root, env=repo_env(OMP_NUM_THREADS='1'),
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
     report_dir, = (root / 'tested').glob('*/metrics.json')
     assert not re.search(r'^report: ', proc.stdout, re.M)  # progress goes to stderr
     assert re.search(r'report: .*: failure analysis of \d+ images', proc.stderr)
     assert HAS_CAM == bool(re.search(r'report: Grad-CAM of test: batch 1/\d', proc.stderr))
-    return root, report_dir.parent, checkpoint, record
+    return root, report_dir.parent, checkpoint, trained_tiny.record
 
 
 def test_html_flag_writes_a_complete_offline_report(tested):

@@ -1,8 +1,9 @@
 """``import hifuse_mm`` only registers new names; a HiFuseRunner run leaves mmengine as it was.
 
 Each check runs in a fresh interpreter (this session's process has long imported hifuse_mm and
-run its tools). It snapshots mmengine's and MMPretrain's registries (every entry of every
-registry, children included), the classes and module globals hifuse-mm used to patch, the file
+run its tools; the runs follow the import check in its interpreter, after its snapshots). It
+snapshots mmengine's and MMPretrain's registries (every entry of every registry, children
+included), the classes and module globals hifuse-mm used to patch, the file
 backends, ``CheckpointLoader``'s schemes, MMPretrain's ``LoadImageFromFile`` and
 ``warnings.filters`` (tests/mmengine_state.py), then imports hifuse_mm (or trains, resumes and
 tests with a ``HiFuseRunner``) and compares.
@@ -11,7 +12,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from helpers import TESTS, repo_env
+
+#: What the scripts below print before each JSON result.
+MARKER = '@@RESULT@@'
 
 #: Prints the modules other than hifuse_mm's that ``import hifuse_mm`` imports (in order).
 DEPENDENCIES = """
@@ -20,8 +26,8 @@ import mmengine_state as state
 state.import_registry_locations()
 loaded = set(sys.modules)
 import hifuse_mm
-print(json.dumps([name for name in sys.modules
-                  if name not in loaded and name.partition('.')[0] != 'hifuse_mm']))
+print('@@RESULT@@' + json.dumps([name for name in sys.modules
+                                 if name not in loaded and name.partition('.')[0] != 'hifuse_mm']))
 """
 
 IMPORT = """
@@ -38,13 +44,14 @@ before = state.snapshot()
 import hifuse_mm
 after = state.snapshot()
 changed, removed, added = state.difference(before, after)
-print(json.dumps(dict(changed=changed, removed=removed,
-                      added={key: getattr(after[key], '__module__', '') for key in added},
-                      listing=[state.describe(key, after[key]) for key in added])))
+print('@@RESULT@@' + json.dumps(dict(
+    changed=changed, removed=removed,
+    added={key: getattr(after[key], '__module__', '') for key in added},
+    listing=[state.describe(key, after[key]) for key in added])), flush=True)
 """
 
+#: Run after IMPORT in the same interpreter (which has imported hifuse_mm by then).
 RUN = """
-import json, sys
 from pathlib import Path
 import hifuse_mm
 import mmengine_state as state
@@ -52,7 +59,7 @@ from mmengine.config import Config
 from mmpretrain.registry import RUNNERS
 from tiny_config import make_data, write_config
 
-root = Path(sys.argv[1])
+root = Path(sys.argv[2])
 write_config(root / 'tiny.py', make_data(root))
 state.import_registry_locations()
 before = state.snapshot()
@@ -72,21 +79,32 @@ run('train', resume=True, **{'train_cfg.max_epochs': 2})
 run('test', load_from=str(root / 'work' / 'epoch_2.pth'))
 after = state.snapshot()
 changed, removed, added = state.difference(before, after)
-print(json.dumps(dict(changed=changed, removed=removed, added=added)))
+print('@@RESULT@@' + json.dumps(dict(changed=changed, removed=removed, added=added)))
 """
 
-
 def _fresh(code: str, *args: str, cwd=None):
-    """Run ``code`` in a new interpreter; the JSON it prints last."""
+    """Run ``code`` in a new interpreter; the results it printed (JSON after MARKER), in order."""
     proc = subprocess.run([sys.executable, '-c', code, *args], env=repo_env(TESTS), cwd=cwd,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-6000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return [json.loads(line[len(MARKER):]) for line in proc.stdout.splitlines()
+            if line.startswith(MARKER)]
 
 
-def test_import_only_adds_names_of_its_own():
-    result = _fresh(IMPORT, json.dumps(_fresh(DEPENDENCIES)))
+@pytest.fixture(scope='module')
+def fresh(tmp_path_factory):
+    """Two fresh interpreters: one lists what ``import hifuse_mm`` imports; the other imports
+    those first, then hifuse_mm (IMPORT's result), then trains, resumes and tests in a
+    temporary folder (RUN's result)."""
+    root = tmp_path_factory.mktemp('isolation')
+    dependencies, = _fresh(DEPENDENCIES)
+    imported, ran = _fresh(IMPORT + RUN, json.dumps(dependencies), str(root), cwd=root)
+    return imported, ran, root
+
+
+def test_import_only_adds_names_of_its_own(fresh):
+    result = fresh[0]
     listing = '\n  '.join(result['listing'])
     assert not result['changed'], f"import hifuse_mm changed {result['changed']}"
     assert not result['removed'], f"import hifuse_mm removed {result['removed']}"
@@ -105,10 +123,10 @@ def test_import_only_adds_names_of_its_own():
     print(f'import hifuse_mm added {len(result["listing"])} names:\n  {listing}')
 
 
-def test_hifuse_runner_restores_what_it_changes(tmp_path):
+def test_hifuse_runner_restores_what_it_changes(fresh):
     """Train, resume and test with HiFuseRunner: afterwards nothing differs from before."""
-    result = _fresh(RUN, str(tmp_path), cwd=tmp_path)
+    _, result, root = fresh
     assert result == dict(changed=[], removed=[], added=[])
     # The runs did get the runner's behaviour: signed checkpoints, a pointer to the last one.
-    assert (tmp_path / 'work' / 'epoch_2.pth.sig').is_file()
-    assert (tmp_path / 'work' / 'last_checkpoint').read_text().endswith('epoch_2.pth')
+    assert (root / 'work' / 'epoch_2.pth.sig').is_file()
+    assert (root / 'work' / 'last_checkpoint').read_text().endswith('epoch_2.pth')

@@ -1,9 +1,10 @@
 """tools/kfold.py and the tools/test.py report, end to end on a tiny Kvasir-like replica.
 
 prepare_kvasir.py writes the two folds, kfold.py trains and tests each with a shrunken HiFuse
-(the model of tests/test_tools_e2e.py) and tabulates; tools/test.py is then run on a fold's
-best checkpoint to check its report files. Subprocesses run with OMP_NUM_THREADS=1 so that a
-busy 2-core machine does not slow them down by oversubscription.
+(the model of tests/test_tools_e2e.py) and tabulates (both as subprocesses); tools/test.py's main
+is then run in this process on a fold's best checkpoint to check its report files. Subprocesses
+run with OMP_NUM_THREADS=1 so that a busy 2-core machine does not slow them down by
+oversubscription.
 """
 import csv
 import json
@@ -17,9 +18,10 @@ import pytest
 from mmengine.config import Config
 
 from hifuse_mm.analysis.kfold_summary import markdown_table, summarise
-from hifuse_mm.cli.kfold import apply_fold, fold_ann_file
+from hifuse_mm import cli
+from hifuse_mm.cli.kfold import apply_fold, fold_ann_file, kfold_main
 from replicas import make_kvasir
-from helpers import REPO
+from helpers import REPO, inside, new_run_second
 from tiny_config import NARROW_HIFUSE
 
 TOOLS = REPO / 'tools'
@@ -132,20 +134,23 @@ def test_kfold_end_to_end(kvasir_workspace):
     assert '| metric | fold1 | fold2 | mean | std |' in table
     assert all(f'| {key} |' in table for key in keys)
 
-    # A second run never overwrites the summary.
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, str(TOOLS / 'kfold.py'), 'tiny_kvasir.py',
-                           '--work-dir', 'cv'], cwd=root, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
-    assert proc.returncode != 0 and 'exist(s) from an earlier run' in proc.stdout
+    # A second run never overwrites the summary (kfold.py's main in this process: it stops
+    # before training anything).
+    before = {name: (root / 'cv' / name).read_bytes() for name in ('kfold.json', 'kfold.md')}
+    with inside(root), pytest.raises(SystemExit, match=r'exist\(s\) from an earlier run'):
+        kfold_main(['tiny_kvasir.py', '--work-dir', 'cv'])
+    assert {name: (root / 'cv' / name).read_bytes() for name in before} == before
 
-    # tools/test.py on fold 2's best checkpoint, under --amp (bf16 scores on CPU), with
-    # bootstrap intervals; a second test run writes a new timestamped folder.
+    # tools/test.py (its main, in this process) on fold 2's best checkpoint, under --amp (bf16
+    # scores on CPU), with bootstrap intervals; a second test run writes a new timestamped
+    # folder.
     best = summary['runs']['fold2']['checkpoint']
-    argv = [str(TOOLS / 'test.py'), 'tiny_kvasir.py', best, '--work-dir', 'tested', '--amp',
+    argv = ['tiny_kvasir.py', best, '--work-dir', 'tested', '--amp',
             '--bootstrap', '30', '--bootstrap-seed', '7',
             '--cfg-options', 'test_dataloader.dataset.ann_file=meta/fold2/test.txt']
-    run_tool(root, *argv)
+    new_run_second()
+    with inside(root):
+        cli.test_main(argv)
     first = sorted((root / 'tested').glob('*/metrics.json'))
     assert len(first) == 1
     folder = first[0].parent
@@ -157,6 +162,8 @@ def test_kfold_end_to_end(kvasir_workspace):
     assert content['classes'][0] == 'dyed-lifted-polyps'
     assert len(content['per_class']) == 8 and content['num_samples'] == 24
     before = first[0].read_bytes()
-    run_tool(root, *argv)
+    new_run_second()
+    with inside(root):
+        cli.test_main(argv)
     assert len(list((root / 'tested').glob('*/metrics.json'))) == 2
     assert first[0].read_bytes() == before

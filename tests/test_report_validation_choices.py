@@ -3,35 +3,24 @@ points of every test report, on a tiny trained model: each figure is recomputed 
 report's predictions.csv (and the validation predictions) with code written independently."""
 import csv
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import TOOLS, repo_env
-from tiny_config import make_data, write_config
-
-
-def _tool(cwd: Path, *argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *argv], cwd=cwd, env=repo_env(OMP_NUM_THREADS='1'),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=600)
+from helpers import inside
+from hifuse_mm import cli
 
 
 @pytest.fixture(scope='module')
-def tested(tmp_path_factory):
-    root = tmp_path_factory.mktemp('choices')
-    write_config(root / 'tiny.py', make_data(root, num_per_class=(3, 3, 3)),
-                 extra='train_cfg = dict(max_epochs=2)\n')
-    proc = _tool(root, str(TOOLS / 'train.py'), 'tiny.py', '--work-dir', 'run')
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    best, = (root / 'run').glob('best_*.pth')
-    proc = _tool(root, str(TOOLS / 'test.py'), 'tiny.py', str(best), '--work-dir', 'tested',
-                 '--calibrate', 'val', '--target-specificity', '0.6', '--bootstrap', '20')
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    report, = (root / 'tested').glob('*/metrics.json')
+def tested(trained_tiny):
+    """The shared tiny training run (tests/conftest.py: 2 epochs, 3 / 3 / 3 images per class)
+    tested with --calibrate val --target-specificity 0.6 --bootstrap 20 (tools/test.py runs as
+    a subprocess in tests/test_html_report.py, on the same run)."""
+    root, best = trained_tiny.root, trained_tiny.checkpoint
+    with inside(root):  # tools/test.py's main, in this process
+        cli.test_main(['tiny.py', str(best), '--work-dir', 'chosen', '--calibrate', 'val',
+                       '--target-specificity', '0.6', '--bootstrap', '20'])
+    report, = (root / 'chosen').glob('*/metrics.json')
     with open(report.parent / 'predictions.csv') as stream:
         rows = list(csv.DictReader(stream))
     return root, best, json.loads(report.read_text()), rows
@@ -105,10 +94,11 @@ def test_operating_points_of_the_test_split(tested):
 
 
 def test_calibrate_needs_a_validation_split(tested):
+    """tools/test.py's main in this process (it stops before testing anything)."""
     root, best, _, _ = tested
-    proc = _tool(root, str(TOOLS / 'test.py'), 'tiny.py', str(best), '--work-dir', 'noval',
-                 '--calibrate', 'val', '--cfg-options', 'val_dataloader=None',
-                 'val_evaluator=None', 'val_cfg=None')
-    assert proc.returncode != 0
-    assert 'error: --calibrate / --threshold need the validation split' in proc.stdout
-    assert 'Traceback' not in proc.stdout
+    with inside(root), pytest.raises(SystemExit) as stopped:
+        cli.test_main(['tiny.py', str(best), '--work-dir', 'noval', '--calibrate', 'val',
+                   '--cfg-options', 'val_dataloader=None', 'val_evaluator=None', 'val_cfg=None'])
+    assert str(stopped.value.code).startswith(
+        'error: --calibrate / --threshold need the validation split')
+    assert not (root / 'noval').exists() or not list((root / 'noval').glob('*/metrics.json'))

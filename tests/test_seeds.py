@@ -1,5 +1,7 @@
 """tools/seeds.py end to end: one tiny training and test per seed, the summary, resuming, and
 results_table's mean ± sd over the seeds."""
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -11,7 +13,7 @@ from mmengine.config import Config
 
 from hifuse_mm.analysis import load_run
 from hifuse_mm.cli.seeds import seeds_main
-from helpers import TOOLS, repo_env
+from helpers import TOOLS, inside, repo_env
 from tiny_config import make_data, write_config
 
 
@@ -71,7 +73,11 @@ def test_seeds_end_to_end_and_resume(tmp_path):
     before = _checkpoints(runs / 'seed3')
     for report in (runs / 'seed5' / 'test').glob('*/metrics.json'):
         report.unlink()
-    out = _seeds(tmp_path, 'tiny.py', '--seeds', '3', '5', '--work-dir', 'runs')
+    # (seeds.py's main in this process this time: tools/seeds.py ran as a subprocess above.)
+    printed = io.StringIO()
+    with inside(tmp_path), contextlib.redirect_stdout(printed):
+        seeds_main(['tiny.py', '--seeds', '3', '5', '--work-dir', 'runs'])
+    out = printed.getvalue()
     assert 'seed3: tested already' in out and 'seed5: tested already' not in out
     assert _checkpoints(runs / 'seed3') == before
     again = json.loads((runs / 'seeds.json').read_text())

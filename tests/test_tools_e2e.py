@@ -1,4 +1,7 @@
-"""End to end through the real tools (subprocesses), on a tiny synthetic dataset.
+"""End to end through the real tools on a tiny synthetic dataset: the training and the
+two-process test as subprocesses, exactly as a user runs them; the resumed and --amp trainings
+and the test of the best checkpoint through tools/train.py's and tools/test.py's main in this
+process (what they log is read from the run's log file).
 
 The model is HiFuse with narrow stages (16-128 channels, one block per stage) on 32px images so
 the whole file runs in a few minutes on 2 CPU cores; everything else is the demo config.
@@ -14,7 +17,8 @@ import pytest
 import torch
 
 from hifuse_mm.datasets import make_demo_dataset
-from helpers import DEMO_CONFIG, TOOLS, repo_env
+from helpers import DEMO_CONFIG, TOOLS, inside, new_run_second, repo_env
+from hifuse_mm.cli import test_main as run_test_main, train_main
 from tiny_config import NARROW_HIFUSE, TINY_DATA
 TIMEOUT = 300
 
@@ -60,6 +64,11 @@ def trained(workspace) -> Path:
     return workspace / 'run'
 
 
+def _log(work_dir: Path) -> str:
+    """The log of the latest session in ``work_dir``."""
+    return sorted(work_dir.glob('*/*.log'))[-1].read_text()
+
+
 def _epoch(checkpoint: Path) -> int:
     return torch.load(checkpoint, map_location='cpu', weights_only=False)['meta']['epoch']
 
@@ -71,18 +80,28 @@ def test_train_writes_checkpoints(trained):
 
 
 def test_resume_continues_to_epoch_3(workspace, trained):
-    out = run_tool(workspace, str(TOOLS / 'train.py'), 'tiny.py', '--work-dir', 'run',
-                   '--resume', '--cfg-options', 'train_cfg.max_epochs=3')
+    # tools/train.py's main in this process; what it logged is read from the new log file.
+    sessions = len(list(trained.glob('*/*.log')))
+    new_run_second()
+    with inside(workspace):
+        train_main(['tiny.py', '--work-dir', 'run', '--resume', '--cfg-options',
+                    'train_cfg.max_epochs=3'])
+    assert len(list(trained.glob('*/*.log'))) == sessions + 1
+    out = _log(trained)
     assert re.search(r'resumed epoch: 2, iter: \d+', out)
     assert 'Epoch(train) [3]' in out and 'Epoch(train) [1]' not in out
     assert _epoch(trained / 'epoch_3.pth') == 3
 
 
 def test_test_tool_on_best_checkpoint(workspace, trained):
+    # tools/test.py's main in this process; what it logged is read from the run's log file.
     best = next(trained.glob('best_medical_f1_macro_epoch_*.pth'))
     metrics = workspace / 'metrics.json'
-    out = run_tool(workspace, str(TOOLS / 'test.py'), 'tiny.py', str(best), '--work-dir',
-                   'test', '--out', str(metrics), '--out-item', 'metrics', '--amp')
+    new_run_second()
+    with inside(workspace):
+        run_test_main(['tiny.py', str(best), '--work-dir', 'test', '--out', str(metrics),
+                       '--out-item', 'metrics', '--amp'])
+    out = _log(workspace / 'test')
     assert 'Epoch(test)' in out and 'medical/accuracy' in out
     values = json.loads(metrics.read_text())
     assert 0 <= values['medical/accuracy'] <= 1
@@ -90,8 +109,11 @@ def test_test_tool_on_best_checkpoint(workspace, trained):
 
 
 def test_train_amp_on_cpu(workspace):
-    out = run_tool(workspace, str(TOOLS / 'train.py'), 'tiny.py', '--work-dir', 'amp', '--amp',
-                   '--no-validate')
+    # tools/train.py's main in this process; what it logged is read from the run's log file.
+    new_run_second()
+    with inside(workspace):
+        train_main(['tiny.py', '--work-dir', 'amp', '--amp', '--no-validate'])
+    out = _log(workspace / 'amp')
     assert 'CPUAwareAmpOptimWrapper' in out
     assert 'Epoch(train) [2]' in out
     state = torch.load(workspace / 'amp' / 'epoch_2.pth', map_location='cpu',
@@ -99,20 +121,16 @@ def test_train_amp_on_cpu(workspace):
     assert 'loss_scaler' not in state['optimizer']
 
 
-def test_dist_train_and_test_two_processes(workspace):
+def test_dist_test_two_processes(workspace, trained):
+    """tools/dist_test.sh on the trained model (tools/dist_train.sh trains two processes in
+    tests/test_distributed.py, which checks their weights against one process's)."""
     env = dict(PYTHON=sys.executable, PORT=str(_free_port()))
-    out = run_tool(workspace, 'bash', str(TOOLS / 'dist_train.sh'), 'tiny.py', '2',
-                   '--work-dir', 'dist', env=env)
-    # 16 training images, batch 4 per process: 2 iterations per epoch with 2 ranks.
-    assert re.search(r'GPU number: 2\b', out)
-    assert 'Epoch(train) [2][2/2]' in out
-    assert _epoch(workspace / 'dist' / 'epoch_2.pth') == 2
-
+    best = next(trained.glob('best_medical_f1_macro_epoch_*.pth'))
     metrics = workspace / 'dist_metrics.json'
-    env['PORT'] = str(_free_port())
     out = run_tool(workspace, 'bash', str(TOOLS / 'dist_test.sh'), 'tiny.py',
-                   'dist/epoch_2.pth', '2', '--work-dir', 'dist_test', '--out', str(metrics),
-                   '--out-item', 'metrics', env=env)
+                   str(best.relative_to(workspace)), '2', '--work-dir', 'dist_test', '--out',
+                   str(metrics), '--out-item', 'metrics', env=env)
+    assert re.search(r'GPU number: 2\b', out) and 'Epoch(test) [1/1]' in out
     assert 'medical/accuracy' in json.loads(metrics.read_text())
     # The report is written once, by rank 0, from all ranks' predictions.
     reports = list((workspace / 'dist_test').glob('*/metrics.json'))

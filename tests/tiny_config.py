@@ -3,6 +3,8 @@
 16-128 channels, one block per stage, 32 px images without resizing in the test pipeline: a
 training iteration takes a fraction of a second on one core.
 """
+import hashlib
+import json
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -44,6 +46,26 @@ default_hooks = dict(logger=dict(interval=1))
 def make_data(root: Path, num_per_class=(1, 1, 1)) -> Path:
     """Synthetic demo images at 32 px (4 classes) under ``root / 'data'``."""
     return make_demo_dataset(root / 'data', num_per_class=num_per_class, image_size=32, seed=0)
+
+
+def write_split_record(root: Path) -> dict:
+    """A ``meta/split.json`` in the data folder ``root`` like the converters write (checksums of
+    the real lists, protocol 'tiny-protocol', seed 7); returns the record."""
+    meta = root / 'meta'
+    classes = (meta / 'classes.txt').read_text().split()
+    counts, index_files = {}, {}
+    for split in ('train', 'val', 'test'):
+        lines = (meta / f'{split}.txt').read_text().split('\n')
+        labels = [int(line.rsplit(' ', 1)[1]) for line in lines if line]
+        counts[split] = dict(total=len(labels), per_class={
+            name: labels.count(i) for i, name in enumerate(classes)})
+    for name in ('classes.txt', 'train.txt', 'val.txt', 'test.txt'):
+        index_files[f'meta/{name}'] = hashlib.sha256((meta / name).read_bytes()).hexdigest()
+    record = dict(format_version=1, dataset='demo', protocol='tiny-protocol', seed=7,
+                  options={'ratio': '1:1:1'}, classes=classes, image_root='', counts=counts,
+                  source_files={'labels.csv': '0' * 64}, index_files=index_files)
+    (meta / 'split.json').write_text(json.dumps(record, indent=2))
+    return record
 
 
 def write_config(path: Path, data_root: Optional[Path] = None, extra: str = '',

@@ -26,15 +26,26 @@ class ToolResult(NamedTuple):
     stderr: str
 
 
-def call_tool(cwd: Path, script: str, *args: str) -> ToolResult:
-    """Call ``main(argv)`` of ``tools/<script>`` in this process, in ``cwd``."""
+def call_tool(cwd: Path, script: str, *args: str, exits: bool = False) -> ToolResult:
+    """Call ``main(argv)`` of ``tools/<script>`` in this process, in ``cwd``. With ``exits``, a
+    ``SystemExit`` (argparse's usage errors) becomes the result, with its code and what the tool
+    wrote, as the command line would see it; otherwise it propagates."""
     spec = importlib.util.spec_from_file_location(f'tool_{Path(script).stem}', TOOLS / script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.chdir(cwd), contextlib.redirect_stdout(out), \
             contextlib.redirect_stderr(err):
-        code = module.main([str(a) for a in args])
+        try:
+            code = module.main([str(a) for a in args])
+        except SystemExit as exit_info:
+            if not exits:
+                raise
+            code = exit_info.code
+            if isinstance(code, str):  # what the interpreter does with sys.exit('message')
+                print(code, file=sys.stderr)
+                code = 1
+            code = 0 if code is None else code
     return ToolResult(code, out.getvalue(), err.getvalue())
 
 
