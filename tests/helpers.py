@@ -2,7 +2,6 @@
 import contextlib
 import os
 import shlex
-import time
 from pathlib import Path
 from typing import Dict, Iterator
 
@@ -32,20 +31,6 @@ def inside(folder: Path) -> Iterator[None]:
     with contextlib.chdir(folder):
         yield
     torch.use_deterministic_algorithms(before)
-
-
-_LAST_RUN_SECOND = [-1]
-
-
-def new_run_second() -> None:
-    """Call before a run in this process whose log or timestamped folder a test reads: mmengine
-    names a run after its config file and the wall-clock second it starts in (its log folder is
-    that timestamp; its logger and visualizer are looked up by that name), so two runs of one
-    config started within one second would share the first run's logger and log file. Waits,
-    when needed, for the next second after the previous such run started."""
-    while int(time.time()) == _LAST_RUN_SECOND[0]:
-        time.sleep(0.02)
-    _LAST_RUN_SECOND[0] = int(time.time())
 
 
 class Payload:

@@ -189,3 +189,27 @@ def test_tools_give_a_config_without_runner_type_the_hifuse_runner(tmp_path):
     assert type(build_runner(cfg)) is HiFuseRunner
     cfg.runner_type = 'Runner'  # a runner the config names is honoured
     assert type(build_runner(cfg)) is not HiFuseRunner
+
+
+def test_runs_built_in_one_process_never_share_a_name_or_a_log_file(tmp_path):
+    """mmengine names a run (log folder, logger, visualizer) after its config and the second
+    it is built in; build_runner starts each run of this process in a new second, so two runs
+    built back to back, into the same work dir or two, each log into their own file."""
+    from hifuse_mm.engine.runs import build_runner
+    write_config(tmp_path / 'tiny.py', make_data(tmp_path))
+    cfg = Config.fromfile(str(tmp_path / 'tiny.py'))
+    runners = []
+    for work_dir in ('a', 'a', 'b'):
+        cfg.work_dir = str(tmp_path / work_dir)
+        runners.append(build_runner(cfg))
+        runners[-1].logger.info(f'this is run {len(runners)}')
+    names = [runner.experiment_name for runner in runners]
+    assert len(set(names)) == 3 and len({runner.timestamp for runner in runners}) == 3
+    assert len({id(runner.logger) for runner in runners}) == 3
+    assert len({id(runner.visualizer) for runner in runners}) == 3
+    for i, runner in enumerate(runners, 1):
+        log = Path(runner.log_dir) / f'{runner.timestamp}.log'
+        assert log.is_file() and f'this is run {i}' in log.read_text()
+        assert all(f'this is run {j}' not in log.read_text() for j in range(1, 4) if j != i)
+    assert sorted(p.name for p in (tmp_path / 'a').iterdir() if p.is_dir()) == sorted(
+        runner.timestamp for runner in runners[:2])

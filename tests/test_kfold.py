@@ -21,7 +21,7 @@ from hifuse_mm.analysis.kfold_summary import markdown_table, summarise
 from hifuse_mm import cli
 from hifuse_mm.cli.kfold import apply_fold, fold_ann_file, kfold_main
 from replicas import make_kvasir
-from helpers import REPO, inside, new_run_second
+from helpers import REPO, inside
 from tiny_config import NARROW_HIFUSE
 
 TOOLS = REPO / 'tools'
@@ -148,7 +148,6 @@ def test_kfold_end_to_end(kvasir_workspace):
     argv = ['tiny_kvasir.py', best, '--work-dir', 'tested', '--amp',
             '--bootstrap', '30', '--bootstrap-seed', '7',
             '--cfg-options', 'test_dataloader.dataset.ann_file=meta/fold2/test.txt']
-    new_run_second()
     with inside(root):
         cli.test_main(argv)
     first = sorted((root / 'tested').glob('*/metrics.json'))
@@ -162,7 +161,6 @@ def test_kfold_end_to_end(kvasir_workspace):
     assert content['classes'][0] == 'dyed-lifted-polyps'
     assert len(content['per_class']) == 8 and content['num_samples'] == 24
     before = first[0].read_bytes()
-    new_run_second()
     with inside(root):
         cli.test_main(argv)
     assert len(list((root / 'tested').glob('*/metrics.json'))) == 2

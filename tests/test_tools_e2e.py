@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from hifuse_mm.datasets import make_demo_dataset
-from helpers import DEMO_CONFIG, TOOLS, inside, new_run_second, repo_env
+from helpers import DEMO_CONFIG, TOOLS, inside, repo_env
 from hifuse_mm.cli import test_main as run_test_main, train_main
 from tiny_config import NARROW_HIFUSE, TINY_DATA
 TIMEOUT = 300
@@ -82,7 +82,6 @@ def test_train_writes_checkpoints(trained):
 def test_resume_continues_to_epoch_3(workspace, trained):
     # tools/train.py's main in this process; what it logged is read from the new log file.
     sessions = len(list(trained.glob('*/*.log')))
-    new_run_second()
     with inside(workspace):
         train_main(['tiny.py', '--work-dir', 'run', '--resume', '--cfg-options',
                     'train_cfg.max_epochs=3'])
@@ -97,7 +96,6 @@ def test_test_tool_on_best_checkpoint(workspace, trained):
     # tools/test.py's main in this process; what it logged is read from the run's log file.
     best = next(trained.glob('best_medical_f1_macro_epoch_*.pth'))
     metrics = workspace / 'metrics.json'
-    new_run_second()
     with inside(workspace):
         run_test_main(['tiny.py', str(best), '--work-dir', 'test', '--out', str(metrics),
                        '--out-item', 'metrics', '--amp'])
@@ -110,7 +108,6 @@ def test_test_tool_on_best_checkpoint(workspace, trained):
 
 def test_train_amp_on_cpu(workspace):
     # tools/train.py's main in this process; what it logged is read from the run's log file.
-    new_run_second()
     with inside(workspace):
         train_main(['tiny.py', '--work-dir', 'amp', '--amp', '--no-validate'])
     out = _log(workspace / 'amp')

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -70,13 +71,32 @@ class ReportExistsError(FileExistsError):
     """A report file of this run's log folder exists already (nothing was overwritten)."""
 
 
+#: The wall-clock second (``int(time.time())``) the latest runner of this process was built in.
+_LATEST_RUN_SECOND = [-1]
+
+
+def _wait_for_a_new_run_second() -> None:
+    """mmengine names a run after its config and the wall-clock second its runner is built in:
+    the log folder ``<work_dir>/<YYYYmmdd_HHMMSS>`` and the logger and visualizer
+    ``<config>_<YYYYmmdd_HHMMSS>``, which its instance managers hand back by name. A second run
+    built in this process within the same second would therefore log into the first run's log
+    file (and, in the same work dir, share its folder). Wait, when needed, for the next
+    second (at most one; only for runs started less than a second apart)."""
+    while int(time.time()) == _LATEST_RUN_SECOND[0]:
+        time.sleep(0.02)
+    _LATEST_RUN_SECOND[0] = int(time.time())
+
+
 def build_runner(cfg: Config) -> Runner:
     """Build the runner the way MMPretrain's tools do (``runner_type`` honoured).
 
     A config that names no ``runner_type`` (one that does not inherit our default runtime) gets
     :class:`~hifuse_mm.engine.runner.HiFuseRunner`, not mmengine's plain ``Runner``, so every run
-    of our tools has the run safety (strict, safe loading; crash-safe signed saving).
+    of our tools has the run safety (strict, safe loading; crash-safe signed saving). Two runs
+    built in one process never share a name, a logger or a log folder: the second waits for the
+    next wall-clock second if needed (:func:`_wait_for_a_new_run_second`).
     """
+    _wait_for_a_new_run_second()
     if 'runner_type' not in cfg:
         return HiFuseRunner.from_cfg(cfg)
     return RUNNERS.build(cfg)
