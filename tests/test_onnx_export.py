@@ -7,6 +7,7 @@ pads the shifted windows; a narrow HEMF at 64x64, batch 1), exported once each f
 """
 import csv
 import hashlib
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -30,7 +31,7 @@ from hifuse_mm.deploy import (DEFAULT_TOLERANCE, DeployDependencyError,  # noqa:
 from hifuse_mm.utils.file_hash import file_sha256  # noqa: E402
 from helpers import Payload  # noqa: E402
 from tiny_config import NARROW_HIFUSE, write_config  # noqa: E402
-from tool_runner import call_tool, ok  # noqa: E402
+from tool_runner import TOOLS, call_tool, ok  # noqa: E402
 
 NARROW_HEMF = """
 model = dict(
@@ -379,3 +380,35 @@ def test_importing_hifuse_mm_does_not_import_the_deploy_extra():
              for name in imports_run_at_import(ast.parse(path.read_text()))
              if name.partition('.')[0] in extra]
     assert found == []
+
+
+def test_bench_tool_training_mode(space, tmp_path):
+    """tools/deployment/bench_onnx.py --train on the narrow HEMF (64x64, no authors' model):
+    it times eager fp32 training steps only (nothing exported), and those steps do train the
+    model (loss finite, backbone and head weights updated). (Its inference mode exports and
+    runs onnxruntime as the tests above do; it is run by hand for docs/benchmarks.md.)"""
+    threads = str(torch.get_num_threads())  # main sets torch's threads in this process
+    result = call_tool(space, 'deployment/bench_onnx.py', '--config', 'hemf.py', '--size',
+                       '64', '--batch', '2', '--rounds', '2', '--warmup', '0', '--threads',
+                       threads, '--train', '--json', tmp_path / 'train.json')
+    ok(result)
+    assert 'hemf, batch 2, training step:' in result.stdout
+    report = json.loads((tmp_path / 'train.json').read_text())
+    assert report['mode'] == 'train' and report['size'] == [64, 64]
+    assert set(report['results']['hemf']) == {'batch_2'}  # nothing exported
+    row, = report['results']['hemf']['batch_2'].items()
+    assert row[0] == 'eager_fp32' and len(row[1]['seconds']) == 2 and row[1]['img_s'] > 0
+
+    spec = importlib.util.spec_from_file_location('bench_onnx', TOOLS / 'deployment' /
+                                                  'bench_onnx.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    model = tool.build_ours(str(space / 'hemf.py'), {})
+    step = tool.training_contestants(model, None)['eager_fp32']
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    loss = step(torch.randn(2, 3, 64, 64))
+    assert model.training and torch.isfinite(loss)
+    changed = [name for name, value in model.state_dict().items()
+               if not torch.equal(value, before[name])]
+    assert any(name.startswith('head.') for name in changed)
+    assert any(name.startswith('backbone.') for name in changed)

@@ -4,6 +4,7 @@
     python tools/deployment/bench_onnx.py [--archs hifuse_tiny_dw hemf] [--batch 1 8]
         [--rounds 3] [--warmup 1] [--size 224] [--threads 2] [--json out.json]
         [--config CONFIG]   # any model config instead of --archs (e.g. a small test model)
+        [--compile] [--train]
 
 For each model (random weights, 7 classes) it exports the logits graph with a dynamic batch
 (``hifuse_mm.deploy.export_logits``, as ``tools/deployment/export_onnx.py`` does) to a
@@ -18,6 +19,11 @@ per round, so that machine noise hits all alike):
   exists beside the repository (its ``build_authors``; measurement only);
 * ``compiled`` (with ``--compile``): our model through ``torch.compile`` (inductor), fp32; its
   first call at each batch size (the compilation) is reported apart, not timed.
+
+With ``--train`` it times one fp32 training step instead (forward, cross-entropy, backward,
+AdamW step; the models in train mode) of ``eager_fp32``, ``authors`` and, with ``--compile``,
+``compiled``: nothing is exported and onnxruntime and bf16 are left out (bf16 training against
+the authors' code: ``../shared/tools/bench_vs_authors.py``).
 
 Printed per contestant: images/s (best round) and the median of the per-round speed ratios
 against ``eager_fp32`` (> 1: faster than eager fp32) and against ``authors``. The max |logit
@@ -71,6 +77,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='threads of torch and onnxruntime (default: %(default)s)')
     parser.add_argument('--compile', action='store_true',
                         help='also time the model compiled with torch.compile (fp32)')
+    parser.add_argument('--train', action='store_true',
+                        help='time an fp32 training step (eager, --compile, authors) instead of '
+                        'inference; no export, no onnxruntime')
     parser.add_argument('--no-authors', action='store_true',
                         help='leave out the authors\' model even when it is available')
     parser.add_argument('--json', help='also write every figure to this JSON file')
@@ -136,6 +145,33 @@ def contestants(model: torch.nn.Module, session, authors: Optional[torch.nn.Modu
     return calls
 
 
+def training_contestants(model: torch.nn.Module, authors: Optional[torch.nn.Module],
+                         compiled: bool = False) -> Dict[str, Callable[[torch.Tensor], object]]:
+    """name -> one fp32 training step on a batch (labels ``i % NUM_CLASSES``), each with its own
+    AdamW; ``compiled`` steps the same model as ``eager_fp32``, through ``torch.compile``."""
+    from hifuse_mm.deploy import LogitsGraph
+
+    def step_of(network: torch.nn.Module, parameters) -> Callable[[torch.Tensor], object]:
+        optimizer = torch.optim.AdamW(parameters, lr=1e-4)
+
+        def step(x):
+            optimizer.zero_grad(set_to_none=True)
+            labels = torch.arange(len(x)) % NUM_CLASSES
+            loss = torch.nn.functional.cross_entropy(network(x), labels)
+            loss.backward()
+            optimizer.step()
+            return loss
+        return step
+
+    model.train()
+    calls = {'eager_fp32': step_of(LogitsGraph(model), model.parameters())}
+    if authors is not None:
+        calls['authors'] = step_of(authors.train(), authors.parameters())
+    if compiled:
+        calls['compiled'] = step_of(torch.compile(LogitsGraph(model)), model.parameters())
+    return calls
+
+
 def time_batch(calls: Dict[str, Callable], x: torch.Tensor, rounds: int,
                warmup: int) -> Tuple[Dict[str, List[float]], Dict[str, float]]:
     """Seconds per call of each contestant, ``rounds`` alternating rounds, and the seconds of
@@ -168,6 +204,33 @@ def summarise(seconds: Dict[str, List[float]], batch: int) -> Dict[str, dict]:
     return out
 
 
+def time_batches(name: str, calls: Dict[str, Callable], args: argparse.Namespace, height: int,
+                 width: int, results: dict, session=None) -> None:
+    """Time ``calls`` at each of ``args.batch``; print and add to ``results`` (with a
+    ``session``, onnxruntime's max |logit difference| against eager fp32 too)."""
+    for batch in args.batch:
+        x = torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(batch))
+        extra, heading = {}, f'{name}, batch {batch}'
+        if session is not None:
+            diff = float((torch.from_numpy(session(x.numpy())) - calls['eager_fp32'](x))
+                         .abs().max())
+            extra['onnx_max_abs_logit_diff'] = diff
+            heading += f' (onnxruntime vs eager fp32: max |logit difference| {diff:.2g})'
+        seconds, first = time_batch(calls, x, args.rounds, args.warmup)
+        rows = summarise(seconds, batch)
+        for who, start in first.items():
+            rows[who]['first_call_s'] = start
+        results[f'batch_{batch}'] = dict(rows, **extra)
+        print(heading + (', training step:' if args.train else ':'), flush=True)
+        for who, row in rows.items():
+            ratios = ', '.join(f'{row[key]:.2f}x {key}' for key in
+                               ('vs_eager_fp32', 'vs_authors') if key in row)
+            compiled = (f', first call {row["first_call_s"]:.0f} s'
+                        if who == 'compiled' else '')
+            print(f'  {who:12s} {row["img_s"]:8.2f} img/s'
+                  f'{"  (" + ratios + compiled + ")" if ratios else ""}', flush=True)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     import hifuse_mm  # registers the models
@@ -178,41 +241,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     build_authors = None if (args.no_authors or args.config) else load_authors_builder()
     models = {Path(args.config).stem: (args.config, {})} if args.config else \
         {arch: ARCHS[arch] for arch in args.archs}
-    report = {'hifuse_mm': hifuse_mm.__version__, 'torch': torch.__version__, 'threads': args.threads, 'size': [height, width],
-              'rounds': args.rounds, 'results': {}}
+    report = {'hifuse_mm': hifuse_mm.__version__, 'torch': torch.__version__,
+              'threads': args.threads, 'size': [height, width], 'rounds': args.rounds,
+              'mode': 'train' if args.train else 'infer', 'results': {}}
     print(f'threads {args.threads}, {height}x{width}, {args.rounds} rounds; authors\' code: '
           f'{"yes" if build_authors else "no"}', flush=True)
     for name, (config, neck) in models.items():
         model = build_ours(config, neck)
         authors = build_authors(name, num_classes=NUM_CLASSES).eval() if build_authors \
             else None
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / f'{name}.onnx'
-            start = time.perf_counter()
-            export_logits(model, path, height, width, dynamic_batch=True)
-            exported = time.perf_counter() - start
-            session = OnnxLogitsSession(path, height, width, None, threads=args.threads)
-            calls = contestants(model, session, authors, args.compile)
-            results = report['results'][name] = {'export_s': exported}
-            for batch in args.batch:
-                x = torch.randn(batch, 3, height, width, generator=torch.Generator()
-                                .manual_seed(batch))
-                diff = float((torch.from_numpy(session(x.numpy())) - calls['eager_fp32'](x))
-                             .abs().max())
-                seconds, first = time_batch(calls, x, args.rounds, args.warmup)
-                rows = summarise(seconds, batch)
-                for who, start in first.items():
-                    rows[who]['first_call_s'] = start
-                results[f'batch_{batch}'] = dict(rows, onnx_max_abs_logit_diff=diff)
-                print(f'{name}, batch {batch} (onnxruntime vs eager fp32: max |logit '
-                      f'difference| {diff:.2g}):', flush=True)
-                for who, row in rows.items():
-                    ratios = ', '.join(f'{row[key]:.2f}x {key}' for key in
-                                       ('vs_eager_fp32', 'vs_authors') if key in row)
-                    compiled = (f', first call {row["first_call_s"]:.0f} s'
-                                if who == 'compiled' else '')
-                    print(f'  {who:12s} {row["img_s"]:8.2f} img/s'
-                          f'{"  (" + ratios + compiled + ")" if ratios else ""}', flush=True)
+        results = report['results'][name] = {}
+        if args.train:
+            calls = training_contestants(model, authors, args.compile)
+            time_batches(name, calls, args, height, width, results)
+        else:
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / f'{name}.onnx'
+                start = time.perf_counter()
+                export_logits(model, path, height, width, dynamic_batch=True)
+                results['export_s'] = time.perf_counter() - start
+                session = OnnxLogitsSession(path, height, width, None, threads=args.threads)
+                calls = contestants(model, session, authors, args.compile)
+                time_batches(name, calls, args, height, width, results, session)
         del model, authors
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + '\n')
