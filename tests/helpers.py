@@ -70,3 +70,18 @@ def forward_parts(model: torch.nn.Module, x: torch.Tensor):
         for hook in hooks:
             hook.remove()
     return logits, seen['stages'], seen['fused'], seen['neck']
+
+
+def check_fusion_shapes(model: torch.nn.Module, size, channels, num_classes: int) -> None:
+    """One pass of a fusion classifier (``forward_parts``) on a ``(1, 3, *size)`` batch: four
+    stages of (local, global) maps with ``channels`` at strides 4-32, the fused map (768
+    channels, stride 32), the neck's 768 features, ``num_classes`` logits."""
+    logits, stages, fused, features = forward_parts(model, torch.randn(1, 3, *size))
+    assert len(stages) == 4
+    for i, (local_map, global_map) in enumerate(stages):
+        expected = (1, channels[i], size[0] // 2**(i + 2), size[1] // 2**(i + 2))
+        assert local_map.shape == expected
+        assert global_map.shape == expected
+    assert fused.shape == (1, 768, size[0] // 32, size[1] // 32)
+    assert features[0].shape == (1, 768)
+    assert logits.shape == (1, num_classes)

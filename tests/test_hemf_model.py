@@ -7,7 +7,7 @@ import torch.nn as nn
 from mmpretrain.registry import MODELS
 
 import hifuse_mm  # noqa: F401
-from helpers import forward_parts
+from helpers import check_fusion_shapes
 from hifuse_mm.converters import ConversionError, convert_official
 from hifuse_mm.models import HEFNeck, HEMF
 from hifuse_mm.models.layers import (ELFBlock, EGFStage, ManhattanRelPos2d,
@@ -101,18 +101,7 @@ def test_flops_match_reference(released):
 
 @pytest.mark.parametrize('size', [(224, 224), (256, 256), (320, 256)])
 def test_shapes(released, size):
-    # One pass through the classifier (tests/helpers.forward_parts takes the stage maps, the
-    # fused map and the neck's features from it).
-    logits, stages, fused, features = forward_parts(released, torch.randn(1, 3, *size))
-    assert len(stages) == 4
-    for i, (local_map, global_map) in enumerate(stages):
-        expected = (1, CHANNELS[i], size[0] // 2**(i + 2),
-                    size[1] // 2**(i + 2))
-        assert local_map.shape == expected
-        assert global_map.shape == expected
-    assert fused.shape == (1, 768, size[0] // 32, size[1] // 32)
-    assert features[0].shape == (1, 768)
-    assert logits.shape == (1, 7)
+    check_fusion_shapes(released, size, CHANNELS, num_classes=7)
 
 
 def test_bad_arch_and_input():

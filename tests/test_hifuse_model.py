@@ -5,7 +5,7 @@ import torch.nn as nn
 from mmpretrain.registry import MODELS
 
 import hifuse_mm  # noqa: F401
-from helpers import forward_parts
+from helpers import check_fusion_shapes
 from hifuse_mm.models import HFFNeck, HiFuse
 from hifuse_mm.models.layers import ChannelAttention, GlobalBlock, IRMLP
 
@@ -70,18 +70,7 @@ def built():
 @pytest.mark.parametrize('size', [(224, 224), (256, 256), (320, 256)])
 @pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])
 def test_shapes(built, arch, size):
-    # One pass through the classifier (tests/helpers.forward_parts takes the stage maps, the
-    # fused map and the neck's features from it).
-    logits, stages, fused, features = forward_parts(built(arch), torch.randn(1, 3, *size))
-    assert len(stages) == 4
-    for i, (local_map, global_map) in enumerate(stages):
-        expected = (1, CHANNELS[i], size[0] // 2**(i + 2),
-                    size[1] // 2**(i + 2))
-        assert local_map.shape == expected
-        assert global_map.shape == expected
-    assert fused.shape == (1, 768, size[0] // 32, size[1] // 32)
-    assert features[0].shape == (1, 768)
-    assert logits.shape == (1, 5)
+    check_fusion_shapes(built(arch), size, CHANNELS, num_classes=5)
 
 
 def test_depths_by_arch_and_explicit():
