@@ -41,11 +41,17 @@ for name in json.loads(sys.argv[1]):
     except Exception:
         pass
 before = state.snapshot()
+# Process-wide hooks that import hifuse_mm would install (fork handlers, exit handlers).
+import atexit, os
+hooks, real_fork, real_exit = [], os.register_at_fork, atexit.register
+os.register_at_fork = lambda **kw: hooks.append('os.register_at_fork ' + repr(kw))
+atexit.register = lambda f, *a, **kw: hooks.append('atexit.register ' + repr(f)) or f
 import hifuse_mm
+os.register_at_fork, atexit.register = real_fork, real_exit
 after = state.snapshot()
 changed, removed, added = state.difference(before, after)
 print('@@RESULT@@' + json.dumps(dict(
-    changed=changed, removed=removed,
+    changed=changed, removed=removed, hooks=hooks,
     added={key: getattr(after[key], '__module__', '') for key in added},
     listing=[state.describe(key, after[key]) for key in added])), flush=True)
 """
@@ -108,6 +114,7 @@ def test_import_only_adds_names_of_its_own(fresh):
     listing = '\n  '.join(result['listing'])
     assert not result['changed'], f"import hifuse_mm changed {result['changed']}"
     assert not result['removed'], f"import hifuse_mm removed {result['removed']}"
+    assert not result['hooks'], f"import hifuse_mm installed {result['hooks']}"
     foreign = {k: m for k, m in result['added'].items() if not m.startswith('hifuse_mm.')}
     assert not foreign, f'added entries that are not hifuse_mm\'s: {foreign}'
     # Every addition is a new name in a registry (or in mmengine's file backends) ...

@@ -264,15 +264,27 @@ def check_image_bytes(data: bytes, path: PathLike,
 
 # -- libjpeg's warnings about damaged data ----------------------------------------------------
 _STDERR_LOCK = threading.Lock()
-if hasattr(os, 'register_at_fork'):  # a child never starts with fd 2 redirected or the lock held
-    os.register_at_fork(before=_STDERR_LOCK.acquire, after_in_parent=_STDERR_LOCK.release,
-                        after_in_child=_STDERR_LOCK.release)
+_FORK_HOOK_LOCK = threading.Lock()
+_FORK_HOOK_REGISTERED = [False]
+
+
+def _register_fork_hook() -> None:
+    """A child is never forked while fd 2 is redirected, and never starts with the lock held:
+    a fork waits for the capture to end. Registered at the first capture, not at import
+    (importing the package changes nothing else in the process)."""
+    with _FORK_HOOK_LOCK:
+        if not _FORK_HOOK_REGISTERED[0] and hasattr(os, 'register_at_fork'):
+            os.register_at_fork(before=_STDERR_LOCK.acquire,
+                                after_in_parent=_STDERR_LOCK.release,
+                                after_in_child=_STDERR_LOCK.release)
+            _FORK_HOOK_REGISTERED[0] = True
 
 
 @contextmanager
 def _native_stderr_captured() -> Iterator[List[str]]:
     """Point fd 2 at a temporary file; on exit, the lines written go into the yielded list."""
     lines: List[str] = []
+    _register_fork_hook()
     with _STDERR_LOCK:
         try:
             sys.stderr.flush()
