@@ -46,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -58,9 +58,23 @@ from ..utils.speed import (PRECISIONS, autocast_context, autocast_dtype,
 MODES = ('infer', 'train')
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); nothing to wait for on the CPU."""
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
+
+
+def seconds_per_call(fn: Callable[[], object], calls: int, device: torch.device) -> List[float]:
+    """Wall-clock seconds of each of ``calls`` calls of ``fn``, each between two
+    :func:`synchronize` (so a CUDA call is timed to the end of its work)."""
+    times = []
+    for _ in range(calls):
+        synchronize(device)
+        tic = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - tic)
+    return times
 
 
 def peak_matmul_flops(device: torch.device,
@@ -79,10 +93,10 @@ def peak_matmul_flops(device: torch.device,
     torch.mm(a, b)
     best = float('inf')
     for _ in range(repeats):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         torch.mm(a, b)
-        _sync(device)
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return size**3 / best
 
@@ -190,17 +204,11 @@ def run(config: str,
     start = time.perf_counter()
     for _ in range(warmup):
         step()
-    _sync(dev)
+    synchronize(dev)
     warmup_s = time.perf_counter() - start
     if dev.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(dev)
-    times = []
-    for _ in range(iters):
-        _sync(dev)
-        tic = time.perf_counter()
-        step()
-        _sync(dev)
-        times.append(time.perf_counter() - tic)
+    times = seconds_per_call(step, iters, dev)
     if dev.type == 'cuda':
         peak_mb = torch.cuda.max_memory_allocated(dev) / 2**20
         memory_kind = 'cuda_max_allocated'

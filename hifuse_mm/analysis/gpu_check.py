@@ -40,6 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .benchmark import seconds_per_call, synchronize
 from .complexity import ClassifierLogits
 from .parity import generate_state_dict, stage_features
 
@@ -84,11 +85,6 @@ def build(arch: str, impl: str = 'auto') -> nn.Module:
     model = MODELS.build(model_cfg(arch, impl))
     model.init_weights()
     return model
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
 
 
 def _reset_peak(device: torch.device) -> None:
@@ -203,20 +199,20 @@ def train_steps(arch: str, precision: str, device: torch.device, steps: int, bat
     scaler = torch.amp.GradScaler(device.type, enabled=precision == 'fp16')
     x = torch.randn(batch, 3, size, size, device=device)
     y = torch.randint(0, NUM_CLASSES, (batch, ), device=device)
-    losses, times = [], []
-    _reset_peak(device)
-    for _ in range(steps):
-        _sync(device)
-        tic = time.perf_counter()
+    losses = []
+
+    def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device, precision):
             loss = F.cross_entropy(net(x).float(), y)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        _sync(device)
-        times.append(time.perf_counter() - tic)
-        losses.append(loss.item())
+        losses.append(loss.detach())
+
+    _reset_peak(device)
+    times = seconds_per_call(step, steps, device)
+    losses = [loss.item() for loss in losses]
     head = min(5, max(1, steps // 2))
     finite = all(math.isfinite(v) for v in losses)
     decreasing = finite and statistics.mean(losses[-head:]) < statistics.mean(losses[:head])
@@ -233,14 +229,7 @@ def train_steps(arch: str, precision: str, device: torch.device, steps: int, bat
 def _images_per_s(fn: Callable, batch: int, device: torch.device, iters: int) -> float:
     fn()
     fn()  # warm-up (compilation, autotuning, cuDNN plans)
-    times = []
-    for _ in range(iters):
-        _sync(device)
-        tic = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - tic)
-    return batch / statistics.median(times)
+    return batch / statistics.median(seconds_per_call(fn, iters, device))
 
 
 def compile_check(arch: str, device: torch.device, batch: int, size: int,
@@ -261,7 +250,7 @@ def compile_check(arch: str, device: torch.device, batch: int, size: int,
         ref = eager(x)
         tic = time.perf_counter()
         out = compiled(x)
-        _sync(device)
+        synchronize(device)
     result['infer_first_call_s'] = time.perf_counter() - tic
     result['infer_rel_err'] = _rel_err(ref, out)
     # One training step from the same state, eager then compiled.
@@ -274,7 +263,7 @@ def compile_check(arch: str, device: torch.device, batch: int, size: int,
         tic = time.perf_counter()
         loss = F.cross_entropy(net(x), y)
         loss.backward()
-        _sync(device)
+        synchronize(device)
         result['train_first_call_s'] = time.perf_counter() - tic
         grads.append((loss.detach(), [p.grad.detach().clone() for p in model.parameters()
                                       if p.grad is not None]))
