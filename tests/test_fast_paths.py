@@ -274,13 +274,16 @@ def test_gpu_check_without_cuda_skips(tmp_path, capsys):
 
 def test_gpu_check_smoke_on_the_cpu(tmp_path):
     """The GPU check's steps on the CPU with narrow models: training (losses finite and
-    falling), torch.compile against eager (dynamo's eager backend here), one JSON."""
-    from hifuse_mm.analysis.gpu_check import main
+    falling), torch.compile against eager (dynamo's eager backend here), throughput against
+    narrow MMPretrain Swin and ConvNeXt models, one JSON."""
+    from hifuse_mm.analysis.complexity import model_complexity
+    from hifuse_mm.analysis.gpu_check import build, main
     out = tmp_path / 'gpu.json'
     code = main(['--out', str(out), '--device', 'cpu', '--archs', 'narrow_hifuse',
                  'narrow_hemf', '--compile-archs', 'narrow_hifuse', '--compile-backend',
-                 'eager', '--size', '32', '--steps', '3', '--batch', '2',
-                 '--bench-batch', '2', '--iters', '1', '--skip', 'parity', 'bench'])
+                 'eager', '--baselines', 'narrow_swin', 'narrow_convnext', '--size', '32',
+                 '--steps', '3', '--batch', '2', '--bench-batch', '2', '--iters', '1',
+                 '--skip', 'parity', 'bench'])
     report = json.loads(out.read_text())
     assert code == 0 and report['ok'], report['failures']
     implementations = report['environment']['implementations']
@@ -293,3 +296,29 @@ def test_gpu_check_smoke_on_the_cpu(tmp_path):
     assert compiled['ok'] and compiled['infer_rel_err'] <= 1e-4
     assert compiled['train_fp32_compiled_images_per_s'] > 0
     assert report['parity'] == report['bench'] == 'skipped (--skip)'
+    rows = {row['arch']: row for row in report['throughput']}
+    assert list(rows) == ['narrow_hifuse', 'narrow_hemf', 'narrow_swin', 'narrow_convnext']
+    for arch, row in rows.items():
+        macs = model_complexity(build(arch), (32, 32))['flops']
+        assert row['gmacs_per_image'] == pytest.approx(macs / 1e9) and macs > 0
+        assert row['gmac_per_s'] == pytest.approx(row['images_per_s'] * macs / 1e9)
+        for baseline in ('narrow_swin', 'narrow_convnext'):
+            assert row[f'gmac_per_s_vs_{baseline}'] == pytest.approx(
+                row['gmac_per_s'] / rows[baseline]['gmac_per_s'])
+    assert rows['narrow_swin']['gmac_per_s_vs_narrow_swin'] == 1
+
+
+def test_gpu_check_throughput_compares_within_a_precision():
+    """Each model's GMAC/s is divided by the baseline's of the same precision."""
+    from hifuse_mm.analysis.gpu_check import throughput
+    rows = throughput(['narrow_hemf'], ['narrow_convnext'], ('fp32', 'bf16'),
+                      torch.device('cpu'), steps=2, batch=2, size=32)
+    assert [(r['arch'], r['precision']) for r in rows] == [
+        ('narrow_hemf', 'fp32'), ('narrow_convnext', 'fp32'),
+        ('narrow_hemf', 'bf16'), ('narrow_convnext', 'bf16')]
+    for row in rows:
+        baseline, = (r for r in rows if r['arch'] == 'narrow_convnext'
+                     and r['precision'] == row['precision'])
+        assert row['gmac_per_s_vs_narrow_convnext'] == pytest.approx(
+            row['gmac_per_s'] / baseline['gmac_per_s'])
+        assert row['losses_finite']

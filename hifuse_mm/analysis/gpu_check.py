@@ -14,12 +14,18 @@ On a CUDA machine it runs, in order, and writes one JSON (docs/gpu.md has the co
    TF32 off, at the benchmark's batch size: inference logits and a training step's loss and
    gradients to 1e-4 (relative to their scale), then images/s compiled and eager (fp32
    inference and training, bf16 inference) and peak memory;
-5. ``bench``: ``bench_vs_authors.py --device cuda --batch 64`` (the authors' models against
+5. ``throughput``: training images/s of each arch and of MMPretrain's Swin-B and ConvNeXt-B
+   (same batch, precisions and steps as ``train``), with each model's GMACs per image (one
+   multiply-add per MAC, :func:`hifuse_mm.analysis.complexity.model_complexity`) and their
+   product, the GMAC/s a training run achieves, as a ratio to each baseline's: how well a
+   model uses the GPU for its amount of arithmetic;
+6. ``bench``: ``bench_vs_authors.py --device cuda --batch 64`` (the authors' models against
    ours, fp32 and bf16, then fp16), when the authors' code is at hand.
 
 Without CUDA the check says so and exits 0 with ``"skipped"`` in the JSON (exit code 1 means
 a check failed). ``--device cpu`` runs the same steps on the CPU (bf16 only; meant for a
-smoke test with ``--archs narrow_hifuse narrow_hemf --size 32 --steps 2``).
+smoke test with ``--archs narrow_hifuse narrow_hemf --baselines narrow_swin narrow_convnext
+--size 32 --steps 2``).
 """
 import argparse
 import copy
@@ -41,20 +47,46 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .benchmark import seconds_per_call, synchronize
-from .complexity import ClassifierLogits
+from .complexity import ClassifierLogits, model_complexity
 from .parity import generate_state_dict, stage_features
 
 #: Full-size archs; ``narrow_*`` are 16-128-channel models for smoke tests.
 ARCHS = ('hifuse_tiny', 'hifuse_small', 'hifuse_base', 'hemf')
 NARROW = ('narrow_hifuse', 'narrow_hemf')
-SECTIONS = ('parity', 'train', 'compile', 'bench')
+#: MMPretrain's models timed beside ours in ``throughput``; ``narrow_*``: 16-128 channels.
+BASELINES = ('swin_base', 'convnext_base')
+NARROW_BASELINES = ('narrow_swin', 'narrow_convnext')
+SECTIONS = ('parity', 'train', 'compile', 'throughput', 'bench')
 NUM_CLASSES = 7
 FEATURE_TOL = 2e-2  # parity features are stored in float16
 COMPILE_TOL = 1e-4
 
 
+def baseline_cfg(arch: str) -> dict:
+    """MMPretrain's Swin-B (``SwinTransformer``, global average pooling) or ConvNeXt-B (pooled
+    by the backbone) as a ``NUM_CLASSES``-class classifier; ``narrow_*``: 16-128 channels."""
+    narrow = arch.startswith('narrow_')
+    if arch in ('swin_base', 'narrow_swin'):
+        backbone = dict(type='SwinTransformer', arch='base') if not narrow else dict(
+            type='SwinTransformer', pad_small_map=True,  # 32 px smoke tests: 1x1 maps
+            arch=dict(embed_dims=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 4)))
+        neck = dict(type='GlobalAveragePooling')
+    elif arch in ('convnext_base', 'narrow_convnext'):
+        backbone = dict(type='ConvNeXt', arch=dict(
+            depths=(1, 1, 1, 1), channels=(16, 32, 64, 128)) if narrow else 'base')
+        neck = None
+    else:
+        raise KeyError(f'unknown baseline {arch!r}; one of {BASELINES + NARROW_BASELINES}')
+    return dict(type='ImageClassifier', backbone=backbone, neck=neck,
+                head=dict(type='LinearClsHead', num_classes=NUM_CLASSES,
+                          in_channels=128 if narrow else 1024))
+
+
 def model_cfg(arch: str, impl: str = 'auto') -> dict:
-    """The classifier of ``arch`` (HiFuse in the paper's mode, HEMF as released)."""
+    """The classifier of ``arch`` (HiFuse in the paper's mode, HEMF as released, or a
+    baseline of :func:`baseline_cfg`)."""
+    if arch in BASELINES + NARROW_BASELINES:
+        return baseline_cfg(arch)
     if arch in ('hifuse_tiny', 'hifuse_small', 'hifuse_base'):
         backbone = dict(type='HiFuse', arch=arch.split('_')[1])
         neck, channels = dict(type='HFFNeck'), 768
@@ -296,7 +328,36 @@ def compile_check(arch: str, device: torch.device, batch: int, size: int,
     return result
 
 
-# -- 5. against the authors' code ---------------------------------------------------------------
+# -- 5. throughput against MMPretrain's models -------------------------------------------------
+
+
+def throughput(archs: Sequence[str], baselines: Sequence[str], precisions: Sequence[str],
+               device: torch.device, steps: int, batch: int, size: int) -> List[Dict]:
+    """Training images/s (:func:`train_steps`), GMACs per image and their product (GMAC/s)
+    of ``archs`` and ``baselines`` in each precision, each with its GMAC/s as a ratio to every
+    baseline's in the same precision."""
+    macs = {arch: model_complexity(build(arch), (size, size))['flops']
+            for arch in (*archs, *baselines)}
+    rows = []
+    for precision in precisions:
+        for arch in macs:
+            run = train_steps(arch, precision, device, steps, batch, size)
+            rows.append(dict(arch=arch, precision=precision, batch=batch, size=size,
+                             gmacs_per_image=macs[arch] / 1e9,
+                             images_per_s=run['images_per_s'],
+                             gmac_per_s=run['images_per_s'] * macs[arch] / 1e9,
+                             peak_memory_mib=run['peak_memory_mib'],
+                             losses_finite=run['finite']))
+            if device.type == 'cuda':
+                torch.cuda.empty_cache()
+    for row in rows:
+        for other in rows:
+            if other['arch'] in baselines and other['precision'] == row['precision']:
+                row[f"gmac_per_s_vs_{other['arch']}"] = row['gmac_per_s'] / other['gmac_per_s']
+    return rows
+
+
+# -- 6. against the authors' code ---------------------------------------------------------------
 
 
 def bench_vs_authors(script: Path, device: torch.device, batch: int, archs: Sequence[str],
@@ -344,6 +405,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         choices=ARCHS + NARROW,
                         help=f'archs trained: {", ".join(ARCHS + NARROW)} (default: the '
                         'first four)')
+    parser.add_argument('--baselines', nargs='+', default=list(BASELINES), metavar='ARCH',
+                        choices=BASELINES + NARROW_BASELINES,
+                        help='MMPretrain models of the throughput section: '
+                        f'{", ".join(BASELINES + NARROW_BASELINES)} (default: the first two)')
     parser.add_argument('--compile-archs', nargs='+', default=['hifuse_tiny', 'hemf'],
                         choices=ARCHS + NARROW, metavar='ARCH',
                         help='archs compiled (default: hifuse_tiny hemf)')
@@ -449,6 +514,19 @@ def main(argv=None) -> int:
             results.append(r)
         return results
 
+    def run_throughput():
+        precisions = ('fp16', 'bf16') if device.type == 'cuda' else ('bf16', )
+        rows = throughput(args.archs, args.baselines, precisions, device, args.steps,
+                          args.batch, args.size)
+        for row in rows:
+            log(f"  {row['arch']} {row['precision']}: {row['images_per_s']:.1f} images/s x "
+                f"{row['gmacs_per_image']:.2f} GMACs = {row['gmac_per_s']:.0f} GMAC/s ("
+                + ', '.join(f"{row['gmac_per_s_vs_' + b]:.2f}x {b}" for b in args.baselines)
+                + ')')
+            if not row['losses_finite']:
+                failures.append(f"throughput {row['arch']} {row['precision']}: loss not finite")
+        return rows
+
     def run_bench():
         script = shared / 'tools' / 'bench_vs_authors.py'
         if not script.is_file():
@@ -461,6 +539,7 @@ def main(argv=None) -> int:
     section('compile', run_compile)
     if device.type == 'cuda':
         torch.cuda.empty_cache()
+    section('throughput', run_throughput)
     section('bench', run_bench)
     report['failures'] = failures
     report['ok'] = not failures
