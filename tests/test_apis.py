@@ -23,31 +23,19 @@ from hifuse_mm.apis import (CamError, CamExplainer, Classifier, ImageReadError, 
 from hifuse_mm.apis.training_log import estimate_iters_per_epoch
 from hifuse_mm.datasets import DEMO_CLASSES, make_demo_dataset
 from tool_runner import call_tool, ok
-from tiny_config import NARROW_HIFUSE, write_config
+from tiny_config import NARROW_HIFUSE, inference_pipeline, narrow_hemf, write_config
 
 SMALL_MODELS = {
     'hifuse': '\n' + NARROW_HIFUSE,
-    'hemf': """
-model = dict(
-    backbone=dict(_delete_=True, type='HEMF',
-                  arch=dict(embed_dims=16, num_heads=2, local_depths=(1, 1, 1, 1),
-                            global_depths=(2, 1, 1, 1))),
-    neck=dict(_delete_=True, type='HEFNeck', in_channels=(16, 32, 64, 128)),
-    head=dict(in_channels=128))
-""",
+    'hemf': narrow_hemf(global_depths=(2, 1, 1, 1)),
 }
-# Non-square on purpose: 96 wide, 64 high.
-PIPELINE = """
-test_pipeline = [dict(type='CheckedLoadImageFromFile'), dict(type='Resize', scale={scale}),
-                 dict(type='PackInputs')]
-test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-"""
+# Non-square on purpose: 96 wide, 64 high (tiny_config.inference_pipeline).
 
 
 def write_family_config(folder: Path, family: str, scale=(96, 64)) -> Path:
     """``folder/<family>_<w>x<h>.py``: a small model of ``family`` resized to ``scale``."""
     return write_config(folder / f'{family}_{scale[0]}x{scale[1]}.py',
-                        body=SMALL_MODELS[family] + PIPELINE.format(scale=tuple(scale)))
+                        body=SMALL_MODELS[family] + inference_pipeline(tuple(scale)))
 
 
 def write_random_checkpoint(folder: Path, config: Path, seed: int = 0) -> Path:

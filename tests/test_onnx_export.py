@@ -30,26 +30,14 @@ from hifuse_mm.deploy import (DEFAULT_TOLERANCE, DeployDependencyError,  # noqa:
                               import_deploy_module, read_manifest)
 from hifuse_mm.utils.file_hash import file_sha256  # noqa: E402
 from helpers import Payload  # noqa: E402
-from tiny_config import NARROW_HIFUSE, write_config  # noqa: E402
+from tiny_config import (NARROW_HIFUSE, inference_pipeline, narrow_hemf,  # noqa: E402
+                         write_config)
 from tool_runner import TOOLS, call_tool, ok  # noqa: E402
 
-NARROW_HEMF = """
-model = dict(
-    backbone=dict(_delete_=True, type='HEMF',
-                  arch=dict(embed_dims=16, num_heads=2, local_depths=(1, 1, 1, 1),
-                            global_depths=(1, 1, 1, 1))),
-    neck=dict(_delete_=True, type='HEFNeck', in_channels=(16, 32, 64, 128)),
-    head=dict(in_channels=128))
-"""
 # Resize to (width, height): 320x256 for HiFuse (non-square), 64x64 for HEMF.
-PIPELINE = """
-test_pipeline = [dict(type='CheckedLoadImageFromFile'), dict(type='Resize', scale={scale}),
-                 dict(type='PackInputs')]
-test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-"""
 MODELS_UNDER_TEST = {
     'hifuse': dict(body=NARROW_HIFUSE, scale=(320, 256), dynamic=True),
-    'hemf': dict(body=NARROW_HEMF, scale=(64, 64), dynamic=False),
+    'hemf': dict(body=narrow_hemf(), scale=(64, 64), dynamic=False),
 }
 
 
@@ -88,7 +76,7 @@ def space(tmp_path_factory) -> Path:
     make_demo_dataset(root / 'data', num_per_class=(2, 1, 2), image_size=48, seed=3)
     for family, spec in MODELS_UNDER_TEST.items():
         config = write_config(root / f'{family}.py',
-                              body=spec['body'] + PIPELINE.format(scale=spec['scale']))
+                              body=spec['body'] + inference_pipeline(spec['scale']))
         _checkpoint(root, config, f'{family}.pth', seed=0, train=root / 'data' / 'train')
         args = [f'{family}.py', f'{family}.pth', '--out', f'{family}.onnx',
                 '--check-images', 'data/test']
@@ -212,7 +200,7 @@ def test_classifier_from_onnx_matches_pytorch(space, family):
 def test_images_of_another_size_are_a_per_file_error(space, tmp_path):
     """A test pipeline that does not resize needs --shape; the exported model then refuses, file
     by file, images whose input is not its size (an ``error`` row of infer.py, not a crash)."""
-    config = write_config(tmp_path / 'free.py', body=NARROW_HEMF + """
+    config = write_config(tmp_path / 'free.py', body=narrow_hemf() + """
 test_pipeline = [dict(type='CheckedLoadImageFromFile'), dict(type='PackInputs')]
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 """)

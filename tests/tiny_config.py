@@ -22,6 +22,21 @@ model = dict(
     head=dict(in_channels=128))
 """
 
+
+
+def narrow_hemf(global_depths: Sequence[int] = (1, 1, 1, 1)) -> str:
+    """Config lines: a narrow HEMF (16-128 channels, one local block per stage, ``global_depths``
+    global blocks) in place of the base config's model."""
+    return f"""
+model = dict(
+    backbone=dict(_delete_=True, type='HEMF',
+                  arch=dict(embed_dims=16, num_heads=2, local_depths=(1, 1, 1, 1),
+                            global_depths={tuple(global_depths)})),
+    neck=dict(_delete_=True, type='HEFNeck', in_channels=(16, 32, 64, 128)),
+    head=dict(in_channels=128))
+"""
+
+
 #: 32 px pipelines and batch-4 loaders over ``data_root``.
 TINY_DATA = """\
 train_pipeline = [
@@ -80,10 +95,12 @@ def write_config(path: Path, data_root: Optional[Path] = None, extra: str = '',
     return path
 
 
-def inference_pipeline(size: int) -> str:
-    """Config lines: a test pipeline that resizes to ``size`` px (no normalisation change)."""
+def inference_pipeline(size) -> str:
+    """Config lines: a test pipeline that resizes to ``size`` px, or to ``(width, height)``
+    (no normalisation change)."""
+    width, height = (size, size) if isinstance(size, int) else size
     return (f"test_pipeline = [dict(type='CheckedLoadImageFromFile'), "
-            f"dict(type='Resize', scale=({size}, {size})), dict(type='PackInputs')]\n"
+            f"dict(type='Resize', scale=({width}, {height})), dict(type='PackInputs')]\n"
             "test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n")
 
 
