@@ -207,3 +207,18 @@ def test_launcher_outside_its_launcher(space, monkeypatch):
     main_fails_cleanly(space, cli.test_main, 'tiny.py', 'good.pth', '--launcher', 'pytorch',
                        expected=('--launcher pytorch', 'tools/dist_test.sh'))
     assert not (space / 'work_dirs').exists()
+
+
+@pytest.mark.parametrize('tool', [
+    ('deployment/export_onnx.py', 'tiny.py', 'good.pth', '--out', 'x.onnx'),
+    ('infer.py', 'tiny.py', 'good.pth', 'images', '--out', 'p.csv'),
+    ('visualization/vis_cam.py', 'tiny.py', 'good.pth', 'images'),
+    ('analysis_tools/benchmark.py', 'tiny.py'),
+    ('analysis_tools/get_flops.py', 'tiny.py'),
+    ('analysis_tools/precision_agreement.py', 'tiny.py', 'good.pth'),
+], ids=lambda tool: tool[0])
+def test_every_tool_names_a_malformed_cfg_options_pair(space, tool):
+    """The other tools parse ``--cfg-options`` as train.py and test.py do: a pair without
+    ``=`` is a usage error that names it (mmengine's DictAction raised a ValueError)."""
+    fails_cleanly(run_script_here(space, *tool, '--cfg-options', 'model.head.topk'),
+                  '--cfg-options', 'model.head.topk', 'KEY=VALUE', usage=True)

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from mmengine.config import DictAction
+from hifuse_mm.cli.arguments import CfgOptionsAction
 
 from hifuse_mm.apis import (IMAGE_EXTENSIONS, Classifier, ModelLoadError, OutputExistsError,
                             check_new_files, find_images)
@@ -92,7 +92,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--temperature', type=float, default=1.0,
                         help='temperature scaling: probabilities = softmax(logits / T), T > 0 '
                         '(e.g. fitted on the validation split; default 1 = unchanged)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config entries, e.g. '
                         'test_dataloader.dataset.pipeline.1.scale=128')
     parser.add_argument('--threads', type=int,

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from mmengine.config import DictAction  # noqa: E402
+from hifuse_mm.cli.arguments import CfgOptionsAction  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -76,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='--compare: alternate the variants this many '
                         'times, keep each one\'s best')
     parser.add_argument('--json', help='write the result(s) to this file')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config keys, key=value')
     parser.add_argument('--flops-per-image', type=float,
                         help=argparse.SUPPRESS)  # passed to --compare's runs

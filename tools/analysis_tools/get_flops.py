@@ -11,7 +11,9 @@ the HEMF paper report (their counting tools cannot see them).
 import argparse
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
+
+from hifuse_mm.cli.arguments import CfgOptionsAction
 
 
 def main() -> int:
@@ -26,7 +28,7 @@ def main() -> int:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config keys, key=value')
     args = parser.parse_args()
     if len(args.shape) not in (1, 2):

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from mmengine.config import DictAction
+from hifuse_mm.cli.arguments import CfgOptionsAction
 
 from hifuse_mm.apis import ExportError, ModelLoadError, OutputExistsError, export_onnx
 from hifuse_mm.deploy import (DEFAULT_TOLERANCE, DeployDependencyError, OnnxExportError,
@@ -60,7 +60,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='allow full unpickling of a checkpoint that does not load '
                         'weights-only (can run code: only for files you trust; SECURITY.md)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config entries, e.g. '
                         'test_dataloader.dataset.pipeline.1.scale=256')
     parser.add_argument('--force', action='store_true',

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from mmengine.config import DictAction
+from hifuse_mm.cli.arguments import CfgOptionsAction
 
 from hifuse_mm.apis import (CAM_METHODS, CamError, CamExplainer, Classifier, ModelLoadError,
                             OutputExistsError, check_new_files, derived_paths, find_images,
@@ -51,7 +51,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='allow full unpickling of a checkpoint that does not load '
                         'weights-only (can run code: only for files you trust; SECURITY.md)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config entries, e.g. '
                         'test_dataloader.dataset.pipeline.1.scale=128')
     parser.add_argument('--force', action='store_true', help='overwrite existing PNGs')
