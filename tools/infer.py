@@ -42,11 +42,10 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from hifuse_mm.cli.arguments import CfgOptionsAction
-
 from hifuse_mm.apis import (IMAGE_EXTENSIONS, Classifier, ModelLoadError, OutputExistsError,
                             check_new_files, find_images)
 from hifuse_mm.apis.image_stream import ReadFailure, prepared_batches, report_failures
+from hifuse_mm.cli.arguments import CfgOptionsAction
 from hifuse_mm.deploy import DeployDependencyError, ManifestError, OnnxModelError
 from hifuse_mm.utils.atomic_files import atomic_write_bytes
 from hifuse_mm.utils.file_names import printable_name

@@ -32,9 +32,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from hifuse_mm.cli.arguments import CfgOptionsAction
-
 from hifuse_mm.apis import ExportError, ModelLoadError, OutputExistsError, export_onnx
+from hifuse_mm.cli.arguments import CfgOptionsAction
 from hifuse_mm.deploy import (DEFAULT_TOLERANCE, DeployDependencyError, OnnxExportError,
                               ParityGateError)
 

@@ -22,12 +22,11 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from hifuse_mm.cli.arguments import CfgOptionsAction
-
 from hifuse_mm.apis import (CAM_METHODS, CamError, CamExplainer, Classifier, ModelLoadError,
                             OutputExistsError, check_new_files, derived_paths, find_images,
                             save_cam_figure)
 from hifuse_mm.apis.image_stream import ReadFailure, prepared_batches, report_failures
+from hifuse_mm.cli.arguments import CfgOptionsAction
 from hifuse_mm.utils.file_names import printable_name
 
 EXIT_NOTHING_READ = 1
